@@ -1,0 +1,246 @@
+"""The maths of TEDS-Net's diffeomorphic layers, as pure functions (paper section 2, DESIGN.md section 2).
+
+Conventions (DESIGN.md section 6): tensors are (B, C, H, W); a displacement is (B, 2, H, W) in voxel units of its
+own grid, channel i along array axis i, and warping is backward: ``out[x] = in[x + u(x)]``. Grids are
+corner-aligned: the first and last pixel centres of two grids of different size coincide (``align_corners=True``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    "bounded_velocity",
+    "gaussian_kernel1d",
+    "gaussian_smooth",
+    "identity_grid",
+    "integrate_velocity",
+    "resize_displacement",
+    "warp",
+]
+
+
+def _check_field(name: str, disp: Tensor) -> None:
+    if not isinstance(disp, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape (B, 2, H, W), got {type(disp).__name__}.")
+    if disp.dim() != 4 or disp.shape[1] != 2:
+        raise ValueError(
+            f"{name} must have shape (B, 2, H, W) (a 2-D displacement in voxels), got {tuple(disp.shape)}."
+        )
+    if disp.shape[2] < 2 or disp.shape[3] < 2:
+        raise ValueError(
+            f"{name} must be at least 2 x 2 pixels (corner-aligned grids need two pixel centres per axis), "
+            f"got {tuple(disp.shape[2:])}."
+        )
+
+
+def bounded_velocity(u: Tensor, max_disp: float = 0.5) -> Tensor:
+    """Diffeomorphic activation, eq. 1 of the paper: ``v = max_disp * tanh(u)``.
+
+    Parameters
+    ----------
+    u : Tensor
+        (B, 2, h, w) raw network output.
+    max_disp : float
+        Bound on each component, in voxels of the field's own grid (paper: 0.5).
+
+    Returns
+    -------
+    Tensor
+        (B, 2, h, w), each component in ``(-max_disp, max_disp)``.
+
+    Notes
+    -----
+    A per-component bound does not by itself guarantee a positive Jacobian determinant of the integrated field;
+    TEDS-Net relies on the bound together with the composition layers, smoothing and L_Grad.
+    """
+    if not max_disp > 0:
+        raise ValueError(f"bounded_velocity: max_disp must be > 0 voxels, got {max_disp}.")
+    return max_disp * torch.tanh(u)
+
+
+def gaussian_kernel1d(sigma: float, size: int, *, dtype=torch.float32, device=None) -> Tensor:
+    """Normalised 1-D Gaussian kernel of odd length ``size`` and standard deviation ``sigma`` (pixels)."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"gaussian kernel size must be a positive odd integer, got {size}.")
+    if not sigma > 0:
+        raise ValueError(f"gaussian sigma must be > 0 pixels, got {sigma}.")
+    x = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    k = torch.exp(-(x**2) / (2 * sigma**2))
+    return (k / k.sum()).to(dtype=dtype, device=device)
+
+
+def gaussian_smooth(x: Tensor, sigma: float = 2.0, size: int = 5) -> Tensor:
+    """Smooth every channel with a ``size x size`` Gaussian (zeros padding, output the same size).
+
+    The 2-D kernel is the outer product of two normalised 1-D kernels, applied as two separable depthwise
+    convolutions; with zeros padding this equals the 2-D convolution exactly.
+
+    Parameters
+    ----------
+    x : Tensor
+        (B, C, H, W).
+    sigma : float
+        Standard deviation in pixels (paper: 2).
+    size : int
+        Odd kernel size in pixels (paper: 5).
+
+    Returns
+    -------
+    Tensor
+        (B, C, H, W).
+    """
+    channels = x.shape[1]
+    k = gaussian_kernel1d(sigma, size, dtype=x.dtype, device=x.device)
+    pad = size // 2
+    x = F.conv2d(x, k.view(1, 1, size, 1).expand(channels, 1, size, 1), padding=(pad, 0), groups=channels)
+    return F.conv2d(x, k.view(1, 1, 1, size).expand(channels, 1, 1, size), padding=(0, pad), groups=channels)
+
+
+@lru_cache(maxsize=32)
+def _identity_grid_cached(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    rows = torch.linspace(-1.0, 1.0, height, dtype=dtype, device=device)
+    cols = torch.linspace(-1.0, 1.0, width, dtype=dtype, device=device)
+    grid_r, grid_c = torch.meshgrid(rows, cols, indexing="ij")
+    # grid_sample wants (x, y) = (col, row) last.
+    return torch.stack((grid_c, grid_r), dim=-1).unsqueeze(0)
+
+
+def identity_grid(size: Sequence[int], *, device=None, dtype=torch.float32) -> Tensor:
+    """Corner-aligned identity sampling grid for ``grid_sample``.
+
+    Parameters
+    ----------
+    size : (H, W)
+        Grid size in pixels.
+
+    Returns
+    -------
+    Tensor
+        (1, H, W, 2) in normalised coordinates [-1, 1], last axis (col, row) as ``grid_sample`` expects.
+        Cached per size, device and dtype: treat it as read-only.
+    """
+    return _identity_grid_cached(int(size[0]), int(size[1]), torch.device(device or "cpu"), dtype)
+
+
+def warp(image: Tensor, disp: Tensor) -> Tensor:
+    """Backward-warp ``image`` with ``disp`` (bilinear, zeros padding, corner-aligned grids).
+
+    The output lives on the displacement's grid: output pixel ``x`` of the (H', W') grid samples the image at
+    ``x + u(x)`` (voxels of the displacement's grid), mapped to the image's grid so that the first and last pixel
+    centres of both grids coincide.
+
+    Parameters
+    ----------
+    image : Tensor
+        (B, C, h, w), any h, w >= 2.
+    disp : Tensor
+        (B, 2, H', W') displacement in voxels of its own grid; channel 0 along rows, 1 along columns.
+
+    Returns
+    -------
+    Tensor
+        (B, C, H', W').
+    """
+    _check_field("warp: disp", disp)
+    if not isinstance(image, Tensor) or image.dim() != 4:
+        got = tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__
+        raise ValueError(f"warp: image must have shape (B, C, h, w), got {got}.")
+    if image.shape[0] != disp.shape[0] and image.shape[0] != 1:
+        raise ValueError(
+            f"warp: image batch {image.shape[0]} must equal disp batch {disp.shape[0]} (or be 1 to broadcast)."
+        )
+    height, width = disp.shape[2], disp.shape[3]
+    scale = disp.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
+    grid = identity_grid((height, width), device=disp.device, dtype=disp.dtype)
+    # (B, 2, H, W) in (row, col) voxels -> (B, H, W, 2) normalised (col, row).
+    grid = grid + disp.flip(1).permute(0, 2, 3, 1) * scale
+    if image.shape[0] != grid.shape[0]:
+        image = image.expand(grid.shape[0], -1, -1, -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+def integrate_velocity(
+    v: Tensor,
+    steps: int,
+    *,
+    prescale: bool = False,
+    smooth_sigma: float | None = 2.0,
+    smooth_kernel: int = 5,
+) -> Tensor:
+    """Integrate a stationary velocity field by repeated self-composition (TEDS-Net's composition layers).
+
+    Each of the ``steps`` compositions computes ``v <- v + v o v`` (``v`` warped by itself, bilinear, zeros
+    padding), followed by a ``smooth_kernel x smooth_kernel`` Gaussian of standard deviation ``smooth_sigma``.
+    TEDS-Net does not pre-scale, so ``steps`` sets the range: up to ``0.5 * 2**steps`` voxels for a bounded input.
+
+    Parameters
+    ----------
+    v : Tensor
+        (B, 2, h, w) velocity in voxels of its own grid.
+    steps : int
+        Number of compositions (paper default 8; Figure 4a sweeps 2-16). 0 returns ``v``.
+    prescale : bool
+        If True, divide ``v`` by ``2**steps`` first: voxelmorph's scaling and squaring, which integrates a
+        constant field to itself.
+    smooth_sigma : float or None
+        Gaussian sigma in pixels after each composition; None switches smoothing off (ablations A1, A2).
+    smooth_kernel : int
+        Odd Gaussian kernel size in pixels.
+
+    Returns
+    -------
+    Tensor
+        (B, 2, h, w) displacement in voxels of the same grid.
+    """
+    _check_field("integrate_velocity: v", v)
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+        raise ValueError(f"integrate_velocity: steps must be a non-negative integer, got {steps!r}.")
+    if prescale:
+        v = v / (2**steps)
+    for _ in range(steps):
+        v = v + warp(v, v)
+        if smooth_sigma is not None:
+            v = gaussian_smooth(v, smooth_sigma, smooth_kernel)
+    return v
+
+
+def resize_displacement(disp: Tensor, size: Sequence[int]) -> Tensor:
+    """Resize a displacement field bilinearly and rescale it to voxels of the new grid.
+
+    Grids are corner-aligned, so one voxel of axis i on the old grid spans ``(S_out - 1) / (S_in - 1)`` voxels on
+    the new one; each channel is multiplied by that per-axis factor, not by the nominal ``S_out / S_in``
+    (bulk 18 x 26 -> 288 x 416 gives 16.88 along rows and 16.60 along columns).
+
+    Parameters
+    ----------
+    disp : Tensor
+        (B, 2, h, w) in voxels of its grid.
+    size : (H, W)
+        New grid size in pixels.
+
+    Returns
+    -------
+    Tensor
+        (B, 2, H, W) in voxels of the new grid; the same physical displacement.
+    """
+    _check_field("resize_displacement: disp", disp)
+    size = tuple(int(s) for s in size)
+    if len(size) != 2 or min(size) < 2:
+        raise ValueError(f"resize_displacement: size must be (H, W) with both >= 2, got {size}.")
+    in_h, in_w = disp.shape[2], disp.shape[3]
+    if (in_h, in_w) == size:
+        return disp
+    factors = disp.new_tensor([(size[0] - 1) / (in_h - 1), (size[1] - 1) / (in_w - 1)]).view(1, 2, 1, 1)
+    resized = F.interpolate(disp, size=size, mode="bilinear", align_corners=True)
+    return resized * factors
+
+
+def grid_cell_size(size: Sequence[int]) -> tuple[float, ...]:
+    """Size of one voxel of each axis in normalised [-1, 1] coordinates: ``2 / (S_i - 1)``."""
+    return tuple(2.0 / (int(s) - 1) for s in size)

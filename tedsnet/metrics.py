@@ -1,0 +1,192 @@
+"""Evaluation metrics (DESIGN.md section 4): Dice, Hausdorff, Betti numbers, Jacobian determinants.
+
+All functions take numpy arrays (torch tensors are converted) of one 2-D case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gudhi
+import numpy as np
+from scipy import ndimage
+
+__all__ = [
+    "RING_BETTI",
+    "betti_numbers",
+    "dice",
+    "has_ring_topology",
+    "hausdorff",
+    "jacobian_determinant",
+    "jacobian_determinant_central",
+    "nonpositive_jacobian_percent",
+]
+
+#: Betti numbers (b0, b1) of one ring: one component, one hole.
+RING_BETTI = (1, 1)
+
+
+def _as_mask(mask, name: str) -> np.ndarray:
+    arr = np.asarray(mask.detach().cpu() if hasattr(mask, "detach") else mask)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D mask (H, W), got shape {arr.shape}.")
+    return arr.astype(bool)
+
+
+def _as_pair(pred, ref) -> tuple[np.ndarray, np.ndarray]:
+    pred, ref = _as_mask(pred, "pred"), _as_mask(ref, "ref")
+    if pred.shape != ref.shape:
+        raise ValueError(f"pred and ref must have the same shape, got {pred.shape} and {ref.shape}.")
+    return pred, ref
+
+
+def dice(pred, ref) -> float:
+    """Dice overlap ``2 |A & B| / (|A| + |B|)`` of two binary masks (H, W); 1.0 when both are empty."""
+    pred, ref = _as_pair(pred, ref)
+    total = pred.sum() + ref.sum()
+    if total == 0:
+        return 1.0
+    return float(2.0 * np.logical_and(pred, ref).sum() / total)
+
+
+def _surface_distances(a: np.ndarray, b: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+    """Distances (mm or px) from every border pixel of ``a`` to the nearest border pixel of ``b``."""
+    structure = ndimage.generate_binary_structure(2, 1)
+    border_a = a ^ ndimage.binary_erosion(a, structure=structure, iterations=1)
+    border_b = b ^ ndimage.binary_erosion(b, structure=structure, iterations=1)
+    distance_to_b = ndimage.distance_transform_edt(~border_b, sampling=spacing)
+    return distance_to_b[border_a]
+
+
+def hausdorff(pred, ref, spacing: Sequence[float] | None = None, percentile: float | None = None) -> float:
+    """Symmetric Hausdorff distance between the borders of two binary masks (medpy's definition).
+
+    Parameters
+    ----------
+    pred, ref : array (H, W)
+        Binary masks.
+    spacing : (row_mm, col_mm), optional
+        Pixel spacing; the result is in mm when given, in pixels otherwise.
+    percentile : float, optional
+        None: the maximum (HD). 95: HD95, the 95th percentile of the distances of both directions pooled.
+
+    Returns
+    -------
+    float
+        Distance, or NaN when either mask is empty.
+    """
+    pred, ref = _as_pair(pred, ref)
+    if spacing is None:
+        spacing = (1.0, 1.0)
+    spacing = tuple(float(s) for s in spacing)
+    if len(spacing) != 2 or min(spacing) <= 0:
+        raise ValueError(f"hausdorff: spacing must be two positive numbers (row_mm, col_mm), got {spacing}.")
+    if percentile is not None and not 0 <= percentile <= 100:
+        raise ValueError(f"hausdorff: percentile must be in [0, 100] or None, got {percentile}.")
+    if not pred.any() or not ref.any():
+        return float("nan")
+    forward = _surface_distances(pred, ref, spacing)
+    backward = _surface_distances(ref, pred, spacing)
+    if percentile is None:
+        return float(max(forward.max(), backward.max()))
+    return float(np.percentile(np.hstack((forward, backward)), percentile))
+
+
+def betti_numbers(mask, connectivity: int = 4) -> tuple[int, int]:
+    """Betti numbers (b0, b1) of a binary mask: connected components and holes.
+
+    Parameters
+    ----------
+    mask : array (H, W)
+        Binary mask.
+    connectivity : {4, 8}
+        Foreground connectivity. 4 (DESIGN.md): foreground pixels as vertices of a cubical complex
+        (``gudhi.CubicalComplex(vertices=...)``), so components join along edges and the background is
+        8-connected. 8: foreground pixels as top-dimensional cells, so components also join at corners and the
+        background is 4-connected.
+
+    Returns
+    -------
+    (int, int)
+        (b0, b1). One ring is (1, 1).
+    """
+    mask = _as_mask(mask, "mask")
+    if connectivity not in (4, 8):
+        raise ValueError(f"betti_numbers: connectivity must be 4 or 8, got {connectivity}.")
+    if not mask.any():
+        return (0, 0)
+    # Betti numbers are intrinsic to the foreground: crop to its bounding box (one background pixel of margin)
+    # so the complex stays small. Foreground at filtration 0, background at 1: the sublevel set at 0 is the
+    # foreground complex.
+    rows, cols = np.nonzero(mask)
+    mask = np.pad(mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1], 1)
+    values = np.where(mask, 0.0, 1.0)
+    if connectivity == 4:
+        complex_ = gudhi.CubicalComplex(vertices=values)
+    else:
+        complex_ = gudhi.CubicalComplex(top_dimensional_cells=values)
+    complex_.compute_persistence()
+    b0, b1 = complex_.persistent_betti_numbers(0.0, 0.0)[:2]
+    return int(b0), int(b1)
+
+
+def has_ring_topology(mask, connectivity: int = 4) -> bool:
+    """True when the mask is exactly one ring: Betti numbers (1, 1)."""
+    return betti_numbers(mask, connectivity) == RING_BETTI
+
+
+def _as_field(disp) -> np.ndarray:
+    arr = np.asarray(disp.detach().cpu() if hasattr(disp, "detach") else disp, dtype=np.float64)
+    if arr.ndim != 3 or arr.shape[0] != 2 or min(arr.shape[1:]) < 2:
+        raise ValueError(
+            f"disp must be a 2-D displacement of shape (2, H, W) with H, W >= 2 (voxels), got {arr.shape}."
+        )
+    return arr
+
+
+def _determinant(d0_dr, d0_dc, d1_dr, d1_dc) -> np.ndarray:
+    return (1.0 + d0_dr) * (1.0 + d1_dc) - d0_dc * d1_dr
+
+
+def jacobian_determinant(disp) -> np.ndarray:
+    """Jacobian determinant of ``x -> x + u(x)`` with forward differences (the primary measure).
+
+    Parameters
+    ----------
+    disp : array (2, H, W)
+        Displacement in voxels; channel 0 along rows, 1 along columns.
+
+    Returns
+    -------
+    np.ndarray
+        (H-1, W-1): identity 1, a uniform 1.5x scaling 2.25, a fold negative.
+    """
+    u = _as_field(disp)
+    d_dr = u[:, 1:, :-1] - u[:, :-1, :-1]
+    d_dc = u[:, :-1, 1:] - u[:, :-1, :-1]
+    return _determinant(d_dr[0], d_dc[0], d_dr[1], d_dc[1])
+
+
+def jacobian_determinant_central(disp) -> np.ndarray:
+    """Jacobian determinant with central differences (one-sided at the borders), as voxelmorph computes it.
+
+    Parameters
+    ----------
+    disp : array (2, H, W)
+        Displacement in voxels.
+
+    Returns
+    -------
+    np.ndarray
+        (H, W).
+    """
+    u = _as_field(disp)
+    d0_dr, d0_dc = np.gradient(u[0])
+    d1_dr, d1_dc = np.gradient(u[1])
+    return _determinant(d0_dr, d0_dc, d1_dr, d1_dc)
+
+
+def nonpositive_jacobian_percent(disp, central: bool = False) -> float:
+    """Percentage of pixels whose Jacobian determinant is <= 0 (forward differences unless ``central``)."""
+    det = jacobian_determinant_central(disp) if central else jacobian_determinant(disp)
+    return float(100.0 * np.count_nonzero(det <= 0) / det.size)

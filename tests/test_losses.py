@@ -1,0 +1,61 @@
+"""Losses: soft Dice known answers, L_Grad floor and hand-made values (DESIGN.md section 2)."""
+
+import pytest
+import torch
+
+from tedsnet.losses import dice_bce_loss, grad_loss, soft_dice_loss
+
+
+def test_soft_dice_known_values():
+    target = torch.zeros(2, 1, 4, 4)
+    target[0, 0, :2] = 1  # 8 px
+    target[1, 0, 0, 0] = 1  # 1 px
+    assert soft_dice_loss(target, target) == pytest.approx(0.0, abs=1e-6)
+    assert soft_dice_loss(1 - target, target) == pytest.approx(1.0, abs=1e-6)
+    half = target * 0.5
+    # batch Dice: 2 * 4.5 / (4.5 + 9) = 2/3
+    assert soft_dice_loss(half, target) == pytest.approx(1 / 3, abs=1e-5)
+    # per-image Dice is 2/3 for both images too
+    assert soft_dice_loss(half, target, per_image=True) == pytest.approx(1 / 3, abs=1e-5)
+    # the two reductions differ when images differ
+    pred = target.clone()
+    pred[1] = 0
+    assert soft_dice_loss(pred, target) == pytest.approx(1 - 16 / 17, abs=1e-5)
+    assert soft_dice_loss(pred, target, per_image=True) == pytest.approx(0.5, abs=1e-5)
+
+
+def test_dice_bce_is_dice_plus_bce():
+    torch.manual_seed(0)
+    pred = torch.rand(2, 1, 8, 8)
+    target = (torch.rand(2, 1, 8, 8) > 0.5).float()
+    expected = soft_dice_loss(pred, target, per_image=True) + torch.nn.functional.binary_cross_entropy(pred, target)
+    assert dice_bce_loss(pred, target) == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_grad_loss_identity_floor():
+    """The identity alone costs 1/(H-1)^2 + 1/(W-1)^2: about 0.18 times beta = 10,000 at 288 x 416."""
+    floor = grad_loss(torch.zeros(3, 2, 288, 416))
+    assert floor.item() == pytest.approx(1 / 287**2 + 1 / 415**2, rel=1e-5)
+    assert (1e4 * floor).item() == pytest.approx(0.18, abs=0.005)
+    # four times more at 144 x 208 (A1/A4 are regularised harder for the same beta)
+    assert (grad_loss(torch.zeros(1, 2, 144, 208)) / floor).item() == pytest.approx(4.0, rel=0.02)
+
+
+def test_grad_loss_hand_made_field():
+    """u_row = a * row on a 5 x 9 grid: D_row Phi_0 = (1 + a) * 2/4, all other differences as the identity."""
+    a = 0.5
+    disp = torch.zeros(1, 2, 5, 9)
+    disp[0, 0] = a * torch.arange(5.0)[:, None]
+    cell_r, cell_c = 2 / 4, 2 / 8
+    expected = 0.5 * (((1 + a) * cell_r) ** 2 / 2 + cell_c**2 / 2)
+    assert grad_loss(disp).item() == pytest.approx(expected, rel=1e-5)
+    # a constant shift costs nothing beyond the identity
+    shift = torch.full((1, 2, 5, 9), 3.0)
+    assert grad_loss(shift).item() == pytest.approx(grad_loss(torch.zeros(1, 2, 5, 9)).item(), rel=1e-5)
+
+
+def test_loss_input_checks():
+    with pytest.raises(ValueError, match="same shape"):
+        soft_dice_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
+    with pytest.raises(ValueError, match=r"grad_loss: disp must have shape \(B, 2, H, W\)"):
+        grad_loss(torch.zeros(1, 3, 4, 4))
