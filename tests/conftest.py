@@ -29,3 +29,13 @@ def acdc_root() -> Path:
     if not (root / "training").is_dir():
         pytest.skip(f"{ACDC_ENV}={value} has no training/ folder")
     return root
+
+
+@pytest.fixture(scope="session")
+def phantom_root(tmp_path_factory) -> Path:
+    """A small phantom cohort in the ACDC layout (5 patients, one per group, seed 0), written once per session."""
+    from tedsnet.data.phantom import write_phantom_cohort
+
+    root = tmp_path_factory.mktemp("phantom")
+    write_phantom_cohort(root, n_patients=5, seed=0)
+    return root

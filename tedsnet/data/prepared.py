@@ -1,0 +1,455 @@
+"""Prepared dataset on disk: one ``.npz`` per split that training reads fast (CONTRACT.md "File formats").
+
+A split file holds ``images`` float32 (N, H, W), ``labels`` uint8 (N, H, W) and the provenance table, one array per
+column (``table.<column>``, column order in ``table_columns``), so it loads with ``allow_pickle=False``. Required
+table columns: case_id (unique str), patient_id, group, phase, z (int), aug (int, 0 = original), spacing_row_mm,
+spacing_col_mm, clipped (bool). :func:`prepare_dataset` adds slice_id, split, aug_kind, rotation_deg, shift_row_px,
+shift_col_px, zoom and aug_tries.
+
+:func:`prepare_dataset` runs cohort -> slices (:func:`~tedsnet.data.slices.extract_slices`) -> patient split
+(:func:`~tedsnet.data.splits.split_patients` or a given split) -> augmentation of train and val
+(:func:`~tedsnet.data.augment.augment_slice`, 8 images per slice) with the test split left un-augmented -> three
+``.npz`` files, ``splits.csv``, ``provenance.csv`` (one row per image) and ``dataset.json`` (parameters, counts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import zipfile
+import zlib
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+import pandas as pd
+
+from tedsnet.data.acdc import list_patient_dirs, read_cohort_table, read_patient
+from tedsnet.data.augment import augment_slice
+from tedsnet.data.slices import CROP, Slice, extract_slices
+from tedsnet.data.splits import FRACTIONS, SPLITS, read_splits, split_patients, write_splits
+
+__all__ = [
+    "REQUIRED_COLUMNS",
+    "PreparedDataset",
+    "PreparedSplit",
+    "load_split",
+    "prepare_dataset",
+    "save_split",
+]
+
+log = logging.getLogger(__name__)
+
+#: Columns every prepared split table has.
+REQUIRED_COLUMNS: tuple[str, ...] = (
+    "case_id",
+    "patient_id",
+    "group",
+    "phase",
+    "z",
+    "aug",
+    "spacing_row_mm",
+    "spacing_col_mm",
+    "clipped",
+)
+_PREFIX = "table."
+
+
+class PreparedSplit(NamedTuple):
+    """One split: images float32 (N, H, W), labels uint8 (N, H, W), table (N rows, see :data:`REQUIRED_COLUMNS`)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    table: pd.DataFrame
+
+
+class PreparedDataset(NamedTuple):
+    """Result of :func:`prepare_dataset`.
+
+    paths : dict
+        Split name -> ``.npz`` path.
+    splits : pandas.DataFrame
+        patient_id, group, split (as written to ``splits.csv``).
+    provenance : pandas.DataFrame
+        One row per image of all splits (as written to ``provenance.csv``).
+    counts : dict
+        Split name -> number of images.
+    seconds : float
+        Wall time of the preparation.
+    """
+
+    paths: dict[str, Path]
+    splits: pd.DataFrame
+    provenance: pd.DataFrame
+    counts: dict[str, int]
+    seconds: float
+
+
+def _column_array(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series):
+        return series.to_numpy(dtype=bool)
+    if pd.api.types.is_integer_dtype(series):
+        return series.to_numpy(dtype=np.int64)
+    if pd.api.types.is_float_dtype(series):
+        return series.to_numpy(dtype=np.float64)
+    return np.asarray([str(v) for v in series], dtype=np.str_)
+
+
+def save_split(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, table: pd.DataFrame) -> Path:
+    """Write one prepared split atomically (temporary file in the same folder, then rename).
+
+    Parameters
+    ----------
+    path : path-like
+        Output ``.npz``; parent folders are created.
+    images : np.ndarray
+        float (N, H, W); stored as float32.
+    labels : np.ndarray
+        (N, H, W) integer or bool with values in 0..255; stored as uint8.
+    table : pandas.DataFrame
+        N rows with at least :data:`REQUIRED_COLUMNS`; ``case_id`` unique. Bool, integer, float and string
+        columns are kept (anything else is stored as strings).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    ValueError
+        On shape/dtype/length mismatches, missing columns or duplicated case_id.
+    """
+    path = Path(path)
+    images = np.asarray(images)
+    labels = np.asarray(labels)
+    if images.ndim != 3 or images.dtype.kind != "f":
+        raise ValueError(
+            f"save_split({path}): images must be float (N, H, W), got {images.dtype} {images.shape}"
+        )
+    if labels.shape != images.shape:
+        raise ValueError(
+            f"save_split({path}): labels shape {labels.shape} must equal images shape {images.shape}"
+        )
+    if labels.dtype.kind not in "uib" or (labels.size and (labels.min() < 0 or labels.max() > 255)):
+        raise ValueError(f"save_split({path}): labels must be integers in 0..255 (uint8), got {labels.dtype}")
+    if len(table) != images.shape[0]:
+        raise ValueError(f"save_split({path}): table has {len(table)} rows for {images.shape[0]} images")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(
+            f"save_split({path}): table lacks column(s) {missing}; required: {list(REQUIRED_COLUMNS)}"
+        )
+    dup = table["case_id"][table["case_id"].duplicated()]
+    if len(dup):
+        raise ValueError(f"save_split({path}): case_id must be unique, repeated: {list(dup[:5])}")
+    arrays = {
+        "images": images.astype(np.float32, copy=False),
+        "labels": labels.astype(np.uint8, copy=False),
+        "table_columns": np.asarray([str(c) for c in table.columns], dtype=np.str_),
+    }
+    for col in table.columns:
+        arrays[_PREFIX + str(col)] = _column_array(table[col])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_split(path: str | os.PathLike) -> PreparedSplit:
+    """Read a split written by :func:`save_split`.
+
+    Returns
+    -------
+    PreparedSplit
+        images float32 (N, H, W), labels uint8 (N, H, W), table with the stored columns in order.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not a prepared split (unreadable, or arrays/columns missing).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: prepared split not found; create it with tedsnet.data.prepared.prepare_dataset"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (OSError, EOFError, ValueError, KeyError, zlib.error, zipfile.BadZipFile) as err:
+        raise ValueError(
+            f"{path}: cannot read prepared split ({type(err).__name__}: {err}); regenerate it with prepare_dataset"
+        ) from err
+    needed = {"images", "labels", "table_columns"}
+    if not needed <= set(arrays):
+        raise ValueError(f"{path}: not a prepared split (missing arrays {sorted(needed - set(arrays))})")
+    images, labels = arrays["images"], arrays["labels"]
+    columns = [str(c) for c in arrays["table_columns"]]
+    absent = [c for c in columns if _PREFIX + c not in arrays]
+    if absent:
+        raise ValueError(f"{path}: table column arrays missing: {absent}")
+    table = pd.DataFrame({c: arrays[_PREFIX + c] for c in columns}, columns=columns)
+    for col in table.columns:
+        if table[col].dtype.kind == "U":
+            table[col] = table[col].astype(str)
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path}: table lacks column(s) {missing}")
+    return PreparedSplit(images=images, labels=labels, table=table)
+
+
+def _slice_rng(seed: int, slice_id: str) -> np.random.Generator:
+    """Generator of one slice's augmentation: depends on the seed and the slice only (not on order or split)."""
+    return np.random.default_rng([int(seed), zlib.crc32(slice_id.encode())])
+
+
+def _build_split(
+    slices: Sequence[Slice],
+    split: str,
+    augment: bool,
+    n_augment: int,
+    seed: int,
+    aug_kwargs: dict,
+    progress: bool,
+) -> PreparedSplit:
+    per = n_augment if augment else 1
+    n = len(slices) * per
+    height, width = slices[0].image.shape if slices else CROP
+    images = np.empty((n, height, width), dtype=np.float32)
+    labels = np.empty((n, height, width), dtype=np.uint8)
+    rows = []
+    from tqdm import tqdm
+
+    for i, s in enumerate(
+        tqdm(slices, desc=f"augment {split}" if augment else f"copy {split}", disable=not progress)
+    ):
+        base = {
+            "slice_id": s.id,
+            "patient_id": s.patient_id,
+            "group": s.group,
+            "phase": s.phase,
+            "z": int(s.z),
+            "spacing_row_mm": float(s.spacing[0]),
+            "spacing_col_mm": float(s.spacing[1]),
+            "clipped": bool(s.clipped),
+            "split": split,
+        }
+        if augment:
+            result = augment_slice(
+                s.image, s.myocardium, _slice_rng(seed, s.id), n_images=n_augment, **aug_kwargs
+            )
+            images[i * per : (i + 1) * per] = result.images
+            labels[i * per : (i + 1) * per] = result.labels
+            params = result.params
+        else:
+            images[i], labels[i] = s.image, s.myocardium
+            params = [None]
+        for k, prm in enumerate(params):
+            rows.append(
+                {
+                    "case_id": s.id if k == 0 else f"{s.id}_aug{k}",
+                    **base,
+                    "aug": k,
+                    "aug_kind": prm.kind if prm else "original",
+                    "rotation_deg": prm.rotation_deg if prm else 0.0,
+                    "shift_row_px": prm.shift_row if prm else 0.0,
+                    "shift_col_px": prm.shift_col if prm else 0.0,
+                    "zoom": prm.zoom if prm else 1.0,
+                    "aug_tries": prm.tries if prm else 0,
+                }
+            )
+    order = [
+        "case_id",
+        "slice_id",
+        "patient_id",
+        "group",
+        "phase",
+        "z",
+        "aug",
+        "spacing_row_mm",
+        "spacing_col_mm",
+    ]
+    order += [
+        "clipped",
+        "split",
+        "aug_kind",
+        "rotation_deg",
+        "shift_row_px",
+        "shift_col_px",
+        "zoom",
+        "aug_tries",
+    ]
+    table = pd.DataFrame(rows, columns=order)
+    table["z"] = table["z"].astype(np.int64)
+    table["aug"] = table["aug"].astype(np.int64)
+    table["aug_tries"] = table["aug_tries"].astype(np.int64)
+    table["clipped"] = table["clipped"].astype(bool)
+    return PreparedSplit(images=images, labels=labels, table=table)
+
+
+def prepare_dataset(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    splits: pd.DataFrame | str | os.PathLike | None = None,
+    seed: int = 0,
+    fractions: Sequence[float] = FRACTIONS,
+    n_slices: int = 5,
+    crop: Sequence[int] = CROP,
+    n_augment: int = 8,
+    rotation_deg: float = 15.0,
+    shift_frac: float = 0.1,
+    zoom_frac: float = 0.1,
+    max_tries: int = 20,
+    augment_splits: Sequence[str] = ("train", "val"),
+    montage_path: str | os.PathLike | None = None,
+    progress: bool = True,
+    subsets: Sequence[str] = ("training",),
+) -> PreparedDataset:
+    """Cohort in the ACDC layout -> ``out_dir/{train,val,test}.npz`` + ``splits.csv``, ``provenance.csv``,
+    ``dataset.json``.
+
+    Parameters
+    ----------
+    root : path-like
+        Cohort root (``root/training/patientNNN``; real ACDC or a phantom).
+    out_dir : path-like
+        Output folder (created). Nothing is written into ``root``.
+    splits : DataFrame or path, optional
+        A patient split (patient_id, group, split), e.g. the committed ``workflow/resources/acdc_split.csv``.
+        Every cohort patient must appear in it; patients of the split absent from the cohort are an error too.
+        Default: :func:`~tedsnet.data.splits.split_patients` of the cohort with ``seed`` and ``fractions``.
+    seed : int
+        Seed of the split (when computed) and of the augmentation (slice ``s`` uses
+        ``default_rng([seed, crc32(slice_id)])``, independent of order and split).
+    fractions : (train, val, test)
+        Patient fractions when the split is computed.
+    n_slices, crop : int, (H, W)
+        :func:`~tedsnet.data.slices.extract_slices` arguments (protocol: 5, (144, 208)).
+    n_augment, rotation_deg, shift_frac, zoom_frac, max_tries
+        :func:`~tedsnet.data.augment.augment_slice` arguments (protocol: 8 images per slice).
+    augment_splits : sequence of str
+        Splits that are augmented (protocol: train and val; test never should be).
+    montage_path : path-like, optional
+        Also write a montage PNG of sample training images with outlines (never commit ACDC montages).
+    progress : bool
+        tqdm progress bars on stderr.
+    subsets : sequence of str
+        Cohort subfolders to use; default only ``training`` (the protocol's 100 ACDC patients), so a root that
+        also holds ``testing/`` still matches the committed split.
+
+    Returns
+    -------
+    PreparedDataset
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        From the reader (naming the bad file), on a split that does not match the cohort, or when a scan has
+        fewer than ``n_slices`` ring slices.
+    """
+    from tqdm import tqdm
+
+    start = time.perf_counter()
+    out_dir = Path(out_dir)
+    cohort = read_cohort_table(root, subsets)
+    if splits is None:
+        split_table = split_patients(cohort, fractions=fractions, seed=seed)
+    elif isinstance(splits, pd.DataFrame):
+        split_table = splits[["patient_id", "group", "split"]].astype(str).reset_index(drop=True)
+    else:
+        split_table = read_splits(splits)
+    in_cohort, in_split = set(cohort["patient_id"]), set(split_table["patient_id"])
+    if in_cohort != in_split:
+        raise ValueError(
+            f"prepare_dataset: split and cohort {root} disagree: patients without a split "
+            f"{sorted(in_cohort - in_split)[:10]}, split patients not in the cohort {sorted(in_split - in_cohort)[:10]}; "
+            "use the split made for this cohort or omit `splits` to compute one"
+        )
+    bad = sorted(set(augment_splits) - set(SPLITS))
+    if bad:
+        raise ValueError(f"prepare_dataset: augment_splits {bad} not among {list(SPLITS)}")
+    split_of = dict(zip(split_table["patient_id"], split_table["split"], strict=True))
+
+    by_split: dict[str, list[Slice]] = {name: [] for name in SPLITS}
+    for folder in tqdm(
+        list_patient_dirs(root, subsets), desc="read + slice", unit="patient", disable=not progress
+    ):
+        patient = read_patient(folder)
+        by_split[split_of[patient.id]].extend(extract_slices(patient, n=n_slices, crop=crop))
+    log.info("extracted %s slices", {k: len(v) for k, v in by_split.items()})
+
+    aug_kwargs = {
+        "rotation_deg": rotation_deg,
+        "shift_frac": shift_frac,
+        "zoom_frac": zoom_frac,
+        "max_tries": max_tries,
+    }
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    tables = []
+    montage_sample = None
+    for name in SPLITS:
+        if not by_split[name]:
+            log.warning("split %s has no slices", name)
+        prepared = _build_split(
+            by_split[name], name, name in augment_splits, n_augment, seed, aug_kwargs, progress
+        )
+        paths[name] = save_split(out_dir / f"{name}.npz", prepared.images, prepared.labels, prepared.table)
+        tables.append(prepared.table)
+        if name == "train" and montage_path is not None and len(prepared.table):
+            idx = np.linspace(0, len(prepared.table) - 1, num=min(24, len(prepared.table))).astype(int)
+            montage_sample = (
+                prepared.images[idx],
+                prepared.labels[idx],
+                list(prepared.table["case_id"].iloc[idx]),
+            )
+        del prepared
+    provenance = pd.concat(tables, ignore_index=True)
+    write_splits(split_table, out_dir / "splits.csv")
+    tmp = out_dir / ".provenance.csv.tmp"
+    provenance.to_csv(tmp, index=False)
+    os.replace(tmp, out_dir / "provenance.csv")
+    counts = {name: int((provenance["split"] == name).sum()) for name in SPLITS}
+    seconds = time.perf_counter() - start
+    meta = {
+        "root": str(root),
+        "subsets": list(subsets),
+        "seed": int(seed),
+        "fractions": [float(f) for f in fractions],
+        "n_slices": int(n_slices),
+        "crop": [int(c) for c in crop],
+        "n_augment": int(n_augment),
+        "rotation_deg": float(rotation_deg),
+        "shift_frac": float(shift_frac),
+        "zoom_frac": float(zoom_frac),
+        "max_tries": int(max_tries),
+        "augment_splits": list(augment_splits),
+        "split_source": "computed"
+        if splits is None
+        else (str(splits) if not isinstance(splits, pd.DataFrame) else "given"),
+        "counts": counts,
+        "patients": {name: int((split_table["split"] == name).sum()) for name in SPLITS},
+        "normalisation": "per slice: clip to 1st-99th percentile of the cropped field of view, min-max to [0, 1]",
+        "seconds": round(seconds, 2),
+    }
+    (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    if montage_sample is not None:
+        from tedsnet.data.montage import write_montage
+
+        write_montage(montage_path, *montage_sample, ncols=6)
+    log.info("prepared %s in %.1f s -> %s", counts, seconds, out_dir)
+    return PreparedDataset(
+        paths=paths, splits=split_table, provenance=provenance, counts=counts, seconds=seconds
+    )
