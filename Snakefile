@@ -1,0 +1,32 @@
+# TEDS-Net reproducibility suite (Wyburd et al., MICCAI 2021): the whole pipeline.
+#
+#   snakemake --cores all                                         # default run (phantom, CPU, about an hour)
+#   snakemake --cores all --configfile workflow/config/smoke.yaml # the same DAG in minutes
+#   snakemake --cores all --config acdc_root=/path/to/acdc        # the default run on real ACDC
+#   snakemake --profile workflow/profiles/slurm --configfile workflow/config/paper.yaml   # published protocol
+#
+# DAG: cohort -> prepared dataset -> train (experiment x seed) -> predict -> per-case metrics -> Table 1, paired
+# tests, Figure 4, Figure 3, learning curves -> report.md, all under results/<run>/.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "workflow/config/default.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

@@ -1,0 +1,367 @@
+"""Per-case evaluation of test predictions (DESIGN.md section 4): one row per test slice.
+
+Every row holds Dice, the Hausdorff distance (maximum, medpy's ``hd``) and HD95 in pixels and in mm, the percentage
+of non-positive Jacobian determinants of each field that samples (forward differences, the primary measure, and
+central differences as voxelmorph computes them), the Betti numbers (b0, b1) of the binary prediction (4-connected
+foreground, 8-connected background) and whether they are one ring's (1, 1).
+
+Nothing here raises in the middle of a table: an empty mask gives NaN distances and a ``status`` other than
+``"ok"``; a model without a field gives NaN (N/A) in that field's columns; a non-finite field gives NaN and status
+``"nonfinite_field"``. Bad *input* (shapes, non-binary masks, unknown field names, missing cases) is rejected up
+front with a ValueError that names the argument.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tedsnet import metrics
+
+__all__ = [
+    "FIELDS",
+    "ID_COLUMNS",
+    "METRIC_COLUMNS",
+    "STATUSES",
+    "CaseMetrics",
+    "evaluate_case",
+    "evaluate_predictions",
+    "prediction_fields",
+]
+
+#: Displacement fields a model may have, in sampling order.
+FIELDS: tuple[str, str] = ("bulk", "ft")
+#: Identifier columns of the per-case table, in order.
+ID_COLUMNS: tuple[str, ...] = ("case_id", "patient_id", "group", "phase", "z", "experiment")
+#: Values of the ``status`` column.
+STATUSES: tuple[str, ...] = ("ok", "empty_prediction", "empty_reference", "empty_both", "nonfinite_field")
+
+
+@dataclass(frozen=True)
+class CaseMetrics:
+    """Metrics of one test case.
+
+    Attributes
+    ----------
+    dice : float
+        Dice overlap of the binary prediction with the reference (1.0 when both are empty).
+    hd_px, hd95_px : float
+        Hausdorff distance (maximum, symmetric) and its 95th percentile, in pixels; NaN when a mask is empty.
+    hd_mm, hd95_mm : float
+        The same in mm (pixel spacing of the slice); NaN when a mask is empty.
+    nonpos_jac_bulk_pct, nonpos_jac_ft_pct : float
+        % of non-positive Jacobian determinants of the bulk / fine-tune field, forward differences; NaN (N/A) when
+        the model has no such field.
+    nonpos_jac_bulk_central_pct, nonpos_jac_ft_central_pct : float
+        The same with central differences (voxelmorph's ``jacobian_determinant``); NaN when absent.
+    b0, b1 : int
+        Betti numbers of the binary prediction: components (4-connected) and holes (8-connected background).
+    correct_topology : bool
+        ``(b0, b1) == (1, 1)``: one ring.
+    status : str
+        ``"ok"``, ``"empty_prediction"``, ``"empty_reference"``, ``"empty_both"`` or ``"nonfinite_field"``.
+    """
+
+    dice: float
+    hd_px: float
+    hd95_px: float
+    hd_mm: float
+    hd95_mm: float
+    nonpos_jac_bulk_pct: float
+    nonpos_jac_ft_pct: float
+    nonpos_jac_bulk_central_pct: float
+    nonpos_jac_ft_central_pct: float
+    b0: int
+    b1: int
+    correct_topology: bool
+    status: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row as a plain dict (column name -> value)."""
+        return asdict(self)
+
+
+#: Metric columns of the per-case table, in order (the fields of :class:`CaseMetrics`).
+METRIC_COLUMNS: tuple[str, ...] = tuple(CaseMetrics.__dataclass_fields__)
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    return np.asarray(array)
+
+
+def _binary_mask(mask: Any, name: str) -> np.ndarray:
+    arr = _to_numpy(mask)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D mask (H, W), got shape {arr.shape}.")
+    if arr.dtype != bool:
+        if arr.size and not np.isin(arr, (0, 1)).all():
+            raise ValueError(
+                f"{name} must be binary (values in {{0, 1}}), got values in [{arr.min()}, {arr.max()}]; "
+                "threshold the soft prediction first (e.g. soft >= 0.3)."
+            )
+        arr = arr.astype(bool)
+    return arr
+
+
+def _crop_to_union(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop both masks to the bounding box of their union plus one background pixel on every side.
+
+    Border extraction (erosion with a zero border) and the distance transform to the nearest border pixel give
+    exactly the same distances on the crop, which is several times smaller than the slice.
+    """
+    union = pred | ref
+    rows = np.flatnonzero(union.any(axis=1))
+    cols = np.flatnonzero(union.any(axis=0))
+    window = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    return np.pad(pred[window], 1), np.pad(ref[window], 1)
+
+
+def _spacing(spacing: Any) -> tuple[float, float]:
+    try:
+        values = tuple(float(s) for s in spacing)
+    except TypeError:
+        raise ValueError(f"spacing must be two numbers (row_mm, col_mm), got {spacing!r}.") from None
+    if len(values) != 2 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f"spacing must be two positive finite numbers (row_mm, col_mm), got {spacing!r}.")
+    return values
+
+
+def _field(name: str, disp: Any) -> np.ndarray:
+    arr = _to_numpy(disp)
+    if arr.ndim != 3 or arr.shape[0] != 2 or min(arr.shape[1:]) < 3:
+        raise ValueError(
+            f"fields[{name!r}] must be a displacement (2, h, w) in voxels with h, w >= 3, got shape {arr.shape}."
+        )
+    return arr
+
+
+def evaluate_case(
+    pred_binary: Any,
+    ref: Any,
+    spacing: Sequence[float],
+    fields: Mapping[str, Any] | None = None,
+) -> CaseMetrics:
+    """All metrics of one test case.
+
+    Parameters
+    ----------
+    pred_binary : array (H, W)
+        Binary prediction (bool or {0, 1}).
+    ref : array (H, W)
+        Binary reference (myocardium).
+    spacing : (row_mm, col_mm)
+        Pixel size of the slice in mm.
+    fields : dict, optional
+        ``{"bulk" | "ft": displacement (2, h, w)}`` in voxels of its own grid (numpy or torch); a missing key or a
+        None value means the model has no such field (N/A, NaN in the row).
+
+    Returns
+    -------
+    CaseMetrics
+        One row; never raises for empty masks or non-finite fields (see the module docstring).
+
+    Raises
+    ------
+    ValueError
+        If the masks are not 2-D, binary and of equal shape, the spacing is not two positive numbers, a field name
+        is not ``"bulk"`` or ``"ft"``, or a field is not (2, h, w).
+    """
+    pred = _binary_mask(pred_binary, "pred_binary")
+    reference = _binary_mask(ref, "ref")
+    if pred.shape != reference.shape:
+        raise ValueError(
+            f"pred_binary and ref must have the same shape, got {pred.shape} and {reference.shape}."
+        )
+    row_mm, col_mm = _spacing(spacing)
+    fields = dict(fields or {})
+    unknown = sorted(set(fields) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"fields: unknown field name(s) {unknown}; expected keys among {list(FIELDS)}.")
+    arrays = {name: _field(name, disp) for name, disp in fields.items() if disp is not None}
+
+    pred_empty, ref_empty = not pred.any(), not reference.any()
+    status = "ok"
+    if pred_empty and ref_empty:
+        status = "empty_both"
+    elif pred_empty:
+        status = "empty_prediction"
+    elif ref_empty:
+        status = "empty_reference"
+
+    nan = float("nan")
+    dice = metrics.dice(pred, reference)
+    if pred_empty or ref_empty:
+        hd_px = hd95_px = hd_mm = hd95_mm = nan
+    else:
+        p, r = _crop_to_union(pred, reference)
+        hd_px = metrics.hausdorff(p, r)
+        hd95_px = metrics.hausdorff(p, r, percentile=95)
+        hd_mm = metrics.hausdorff(p, r, spacing=(row_mm, col_mm))
+        hd95_mm = metrics.hausdorff(p, r, spacing=(row_mm, col_mm), percentile=95)
+
+    jac: dict[str, float] = {}
+    for name in FIELDS:
+        disp = arrays.get(name)
+        forward = central = nan
+        if disp is not None:
+            if np.isfinite(disp).all():
+                forward = metrics.nonpositive_jacobian_percent(disp)
+                central = metrics.nonpositive_jacobian_percent(disp, central=True)
+            elif status == "ok":
+                status = "nonfinite_field"
+        jac[f"nonpos_jac_{name}_pct"] = forward
+        jac[f"nonpos_jac_{name}_central_pct"] = central
+
+    b0, b1 = metrics.betti_numbers(pred, connectivity=4)
+    return CaseMetrics(
+        dice=float(dice),
+        hd_px=float(hd_px),
+        hd95_px=float(hd95_px),
+        hd_mm=float(hd_mm),
+        hd95_mm=float(hd95_mm),
+        nonpos_jac_bulk_pct=jac["nonpos_jac_bulk_pct"],
+        nonpos_jac_ft_pct=jac["nonpos_jac_ft_pct"],
+        nonpos_jac_bulk_central_pct=jac["nonpos_jac_bulk_central_pct"],
+        nonpos_jac_ft_central_pct=jac["nonpos_jac_ft_central_pct"],
+        b0=int(b0),
+        b1=int(b1),
+        correct_topology=(int(b0), int(b1)) == metrics.RING_BETTI,
+        status=status,
+    )
+
+
+def prediction_fields(predictions: Any) -> dict[str, np.ndarray]:
+    """The displacement arrays of a predictions object, ``{"bulk" | "ft": (N, 2, h, w)}``.
+
+    Accepts the attributes ``disp_bulk`` / ``disp_ft`` (the predictions file format; None or absent when the model
+    has no such field) or a ``displacements`` mapping.
+    """
+    found: dict[str, np.ndarray] = {}
+    mapping = getattr(predictions, "displacements", None)
+    if isinstance(mapping, Mapping):
+        found.update({k: v for k, v in mapping.items() if v is not None})
+    for name in FIELDS:
+        value = getattr(predictions, f"disp_{name}", None)
+        if value is not None:
+            found[name] = value
+    unknown = sorted(set(found) - set(FIELDS))
+    if unknown:
+        raise ValueError(f"predictions: unknown field name(s) {unknown}; expected among {list(FIELDS)}.")
+    return {name: _to_numpy(value) for name, value in found.items()}
+
+
+def _column(table: pd.DataFrame, name: str, what: str) -> pd.Series:
+    if name not in table.columns:
+        raise ValueError(f"{what}: the table has no column {name!r} (columns: {list(table.columns)}).")
+    return table[name]
+
+
+def evaluate_predictions(
+    predictions: Any,
+    test_split: Any,
+    experiment: str,
+    *,
+    seed: int | None = None,
+    threshold: float | None = None,
+) -> pd.DataFrame:
+    """Per-case metrics of one model's predictions on the test split.
+
+    Parameters
+    ----------
+    predictions : Predictions
+        ``case_id`` (N,) str, ``binary`` (N, H, W) {0, 1}, optionally ``soft`` (N, H, W) in [0, 1] and the fields
+        ``disp_bulk`` / ``disp_ft`` (N, 2, h, w) (see :mod:`tedsnet.inference`).
+    test_split : PreparedSplit
+        ``labels`` (M, H, W) {0, 1} and ``table`` with columns case_id, patient_id, group, phase, z,
+        spacing_row_mm, spacing_col_mm (see :mod:`tedsnet.data.prepared`).
+    experiment : str
+        Experiment name written in the ``experiment`` column.
+    seed : int, optional
+        Training seed; adds a ``seed`` column when given.
+    threshold : float, optional
+        Re-binarise ``soft >= threshold`` instead of using ``binary`` (e.g. the 0.5 sensitivity check).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per test case, in the order of the test table: :data:`ID_COLUMNS` (+ ``seed``) then
+        :data:`METRIC_COLUMNS`.
+
+    Raises
+    ------
+    ValueError
+        If a test case has no prediction or a prediction no test case, case ids repeat, or shapes disagree.
+    """
+    table = test_split.table.reset_index(drop=True)
+    labels = _to_numpy(test_split.labels)
+    case_ids = _column(table, "case_id", "test_split").astype(str).tolist()
+    if labels.ndim != 3 or labels.shape[0] != len(case_ids):
+        raise ValueError(
+            f"test_split.labels must be (N, H, W) with N = {len(case_ids)} table rows, got shape {labels.shape}."
+        )
+    pred_ids = [str(c) for c in _to_numpy(predictions.case_id).tolist()]
+    for what, ids in (("test_split", case_ids), ("predictions", pred_ids)):
+        if len(set(ids)) != len(ids):
+            dupes = sorted({c for c in ids if ids.count(c) > 1})[:5]
+            raise ValueError(f"{what}: case ids must be unique, repeated: {dupes}.")
+    missing = sorted(set(case_ids) - set(pred_ids))
+    extra = sorted(set(pred_ids) - set(case_ids))
+    if missing or extra:
+        raise ValueError(
+            f"predictions do not match the test split: {len(missing)} test case(s) without a prediction "
+            f"(e.g. {missing[:3]}), {len(extra)} prediction(s) without a test case (e.g. {extra[:3]}); "
+            "predict on the same test split that is evaluated."
+        )
+    if threshold is None:
+        binary = _to_numpy(predictions.binary)
+    else:
+        soft = getattr(predictions, "soft", None)
+        if soft is None:
+            raise ValueError("evaluate_predictions: threshold given but predictions have no 'soft' array.")
+        binary = _to_numpy(soft) >= float(threshold)
+    if binary.shape != (len(pred_ids), *labels.shape[1:]):
+        raise ValueError(
+            f"predictions.binary must be (N, H, W) = {(len(pred_ids), *labels.shape[1:])} to match the test "
+            f"labels, got {binary.shape}."
+        )
+    fields = prediction_fields(predictions)
+    for name, arr in fields.items():
+        if arr.ndim != 4 or arr.shape[0] != len(pred_ids) or arr.shape[1] != 2:
+            raise ValueError(
+                f"predictions disp_{name} must be (N={len(pred_ids)}, 2, h, w), got {arr.shape}."
+            )
+    position = {c: i for i, c in enumerate(pred_ids)}
+    spacing_rows = _column(table, "spacing_row_mm", "test_split").to_numpy(dtype=float)
+    spacing_cols = _column(table, "spacing_col_mm", "test_split").to_numpy(dtype=float)
+
+    rows = []
+    for k, case_id in enumerate(case_ids):
+        i = position[case_id]
+        case = evaluate_case(
+            binary[i],
+            labels[k],
+            (spacing_rows[k], spacing_cols[k]),
+            {name: arr[i] for name, arr in fields.items()},
+        )
+        rows.append(case.as_dict())
+    ids = pd.DataFrame(
+        {
+            "case_id": case_ids,
+            "patient_id": _column(table, "patient_id", "test_split").astype(str).to_numpy(),
+            "group": _column(table, "group", "test_split").astype(str).to_numpy(),
+            "phase": _column(table, "phase", "test_split").astype(str).to_numpy(),
+            "z": _column(table, "z", "test_split").astype(int).to_numpy(),
+            "experiment": experiment,
+        }
+    )
+    if seed is not None:
+        ids["seed"] = int(seed)
+    out = pd.concat([ids, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))], axis=1)
+    return out

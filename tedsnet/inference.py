@@ -1,0 +1,454 @@
+"""Inference: checkpoints -> models, images -> soft/binary predictions and fields, and the predictions file.
+
+Predictions file (one ``.npz`` per experiment, the contract's format): ``case_id`` (N,) str, ``soft`` float32
+(N, H, W) in [0, 1], ``binary`` uint8 (N, H, W) = ``soft >= threshold``, ``threshold`` float scalar, and
+``disp_bulk`` / ``disp_ft`` float32 (N, 2, h, w) in voxels of their grid when the model has that field. Read it
+with :func:`load_predictions` (no pickle).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from tedsnet.data.slices import crop_window, normalise_intensity
+from tedsnet.experiments import EXPERIMENTS, Experiment, get_experiment
+from tedsnet.metrics import betti_numbers, nonpositive_jacobian_percent
+from tedsnet.training import CHECKPOINT_FORMAT, resolve_device
+
+__all__ = [
+    "FIELD_NAMES",
+    "SLICE_COLUMNS",
+    "Predictions",
+    "VolumeSegmentation",
+    "binarise",
+    "load_checkpoint",
+    "load_predictions",
+    "predict",
+    "read_checkpoint",
+    "prepare_volume",
+    "save_predictions",
+    "segment_volume",
+]
+
+#: Displacement fields a model may return, in sampling order.
+FIELD_NAMES = ("bulk", "ft")
+
+
+class Predictions(NamedTuple):
+    """Predictions of one model on N images (the predictions file, field for field).
+
+    Attributes
+    ----------
+    case_id : np.ndarray
+        (N,) str.
+    soft : np.ndarray
+        float32 (N, H, W) in [0, 1].
+    binary : np.ndarray
+        uint8 (N, H, W) in {0, 1}: ``soft >= threshold``.
+    threshold : float
+    disp_bulk, disp_ft : np.ndarray or None
+        float32 (N, 2, h, w) displacement in voxels of its own grid (channel i = array axis i), or None when the
+        model has no such field (U-Nets: neither; VoxelMorph: ft only).
+    """
+
+    case_id: np.ndarray
+    soft: np.ndarray
+    binary: np.ndarray
+    threshold: float
+    disp_bulk: np.ndarray | None = None
+    disp_ft: np.ndarray | None = None
+
+    @property
+    def displacements(self) -> dict[str, np.ndarray]:
+        """The fields present, ``{"bulk": ..., "ft": ...}``."""
+        fields = {"bulk": self.disp_bulk, "ft": self.disp_ft}
+        return {name: value for name, value in fields.items() if value is not None}
+
+
+def binarise(soft: np.ndarray | Tensor, threshold: float) -> np.ndarray:
+    """``soft >= threshold`` as uint8 (the suite's one binarisation rule)."""
+    if isinstance(soft, Tensor):
+        soft = soft.detach().cpu().numpy()
+    return (np.asarray(soft) >= threshold).astype(np.uint8)
+
+
+def _prior_tensor(prior: Any, size: tuple[int, int], device: torch.device) -> Tensor:
+    tensor = torch.as_tensor(np.asarray(prior.detach().cpu() if isinstance(prior, Tensor) else prior))
+    if tensor.dim() == 2:
+        tensor = tensor[None, None]
+    if tensor.dim() != 4 or tensor.shape[:2] != (1, 1) or tuple(tensor.shape[-2:]) != size:
+        raise ValueError(
+            f"predict: prior must be (H, W) or (1, 1, H, W) with H x W = {size} (the images'), got "
+            f"{tuple(tensor.shape)}."
+        )
+    return tensor.to(device=device, dtype=torch.float32)
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    images: np.ndarray,
+    prior: np.ndarray | Tensor,
+    batch_size: int = 5,
+    device: str | torch.device = "auto",
+    threshold: float = 0.3,
+    *,
+    case_id: Sequence[str] | None = None,
+    keep_fields: bool = True,
+    progress: bool = False,
+) -> Predictions:
+    """Run a model in eval mode on a stack of images.
+
+    Parameters
+    ----------
+    model : nn.Module
+        ``forward(image, prior) -> SegmentationOutput``.
+    images : np.ndarray
+        float32 (N, H, W), normalised as in training.
+    prior : array or Tensor
+        Ring prior, bool/float (H, W) or (1, 1, H, W) (e.g. ``experiment.prior((H, W))``).
+    batch_size : int
+        Images per forward pass.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``.
+    threshold : float
+        Binarisation threshold (``soft >= threshold``; paper code: 0.3).
+    case_id : sequence of str, optional
+        (N,) identifiers; default ``"0", "1", ...``.
+    keep_fields : bool
+        Return the displacement fields (float32 (N, 2, h, w) each; 2 x 48 MB for 100 cases at 288 x 416).
+    progress : bool
+        Show a tqdm bar.
+
+    Returns
+    -------
+    Predictions
+    """
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 3 or images.shape[0] == 0:
+        raise ValueError(f"predict: images must be (N, H, W) with N >= 1, got {images.shape}.")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"predict: batch_size must be a positive integer, got {batch_size!r}.")
+    if not 0 < threshold < 1:
+        raise ValueError(f"predict: threshold must be in (0, 1), got {threshold!r}.")
+    n = images.shape[0]
+    ids = np.asarray([str(i) for i in range(n)] if case_id is None else [str(c) for c in case_id])
+    if ids.shape != (n,):
+        raise ValueError(f"predict: case_id must have one entry per image ({n}), got {ids.shape[0]}.")
+    device = resolve_device(device)
+    model = model.to(device)
+    was_training = model.training
+    model.eval()
+    prior_t = _prior_tensor(prior, images.shape[1:], device)
+    soft = np.empty(images.shape, dtype=np.float32)
+    fields: dict[str, np.ndarray] = {}
+    starts = range(0, n, int(batch_size))
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+    try:
+        for start in starts:
+            stop = min(start + int(batch_size), n)
+            x = torch.from_numpy(images[start:stop]).to(device)[:, None]
+            output = model(x, prior_t)
+            soft[start:stop] = output.segmentation[:, 0].float().cpu().numpy()
+            if keep_fields:
+                for name, disp in output.displacements.items():
+                    if name not in FIELD_NAMES:
+                        raise ValueError(
+                            f"predict: the model returned an unknown field {name!r}; expected {FIELD_NAMES}."
+                        )
+                    if name not in fields:
+                        fields[name] = np.empty((n, *disp.shape[1:]), dtype=np.float32)
+                    fields[name][start:stop] = disp.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return Predictions(
+        case_id=ids,
+        soft=soft,
+        binary=binarise(soft, threshold),
+        threshold=float(threshold),
+        disp_bulk=fields.get("bulk"),
+        disp_ft=fields.get("ft"),
+    )
+
+
+def save_predictions(path: str | os.PathLike, predictions: Predictions, *, compress: bool = False) -> Path:
+    """Write predictions to one ``.npz`` atomically (tmp file + rename).
+
+    ``compress=False`` (default) uses ``np.savez``: the soft maps and fields are float32 noise-like data that
+    zlib shrinks little, at a large time cost (see notes/training.md); ``compress=True`` uses
+    ``np.savez_compressed``.
+
+    Returns
+    -------
+    Path
+        The written path.
+    """
+    path = Path(path)
+    if path.suffix != ".npz":
+        raise ValueError(f"save_predictions: path must end in .npz, got {path}.")
+    n = len(predictions.case_id)
+    arrays: dict[str, np.ndarray] = {
+        "case_id": np.asarray(predictions.case_id).astype(str),
+        "soft": np.asarray(predictions.soft, dtype=np.float32),
+        "binary": np.asarray(predictions.binary, dtype=np.uint8),
+        "threshold": np.asarray(float(predictions.threshold)),
+    }
+    for name in FIELD_NAMES:
+        value = getattr(predictions, f"disp_{name}")
+        if value is not None:
+            arrays[f"disp_{name}"] = np.asarray(value, dtype=np.float32)
+    for key, value in arrays.items():
+        if key != "threshold" and value.shape[0] != n:
+            raise ValueError(f"save_predictions: {key} has {value.shape[0]} entries, case_id has {n}.")
+    if arrays["soft"].shape != arrays["binary"].shape or arrays["soft"].ndim != 3:
+        raise ValueError(
+            f"save_predictions: soft and binary must both be (N, H, W), got {arrays['soft'].shape} and "
+            f"{arrays['binary'].shape}."
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as handle:
+            (np.savez_compressed if compress else np.savez)(handle, **arrays)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_predictions(path: str | os.PathLike) -> Predictions:
+    """Read a predictions ``.npz`` written by :func:`save_predictions` (no pickle)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"load_predictions: no predictions file at {path}.")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = {"case_id", "soft", "binary", "threshold"} - set(data.files)
+            if missing:
+                raise ValueError(
+                    f"load_predictions: {path} lacks {sorted(missing)}; is it a predictions file "
+                    "(written by tedsnet.inference.save_predictions)?"
+                )
+            return Predictions(
+                case_id=data["case_id"].astype(str),
+                soft=data["soft"],
+                binary=data["binary"],
+                threshold=float(data["threshold"]),
+                disp_bulk=data["disp_bulk"] if "disp_bulk" in data.files else None,
+                disp_ft=data["disp_ft"] if "disp_ft" in data.files else None,
+            )
+    except (OSError, EOFError) as error:
+        raise ValueError(f"load_predictions: cannot read {path}: {error}.") from error
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`tedsnet.training.train` (CPU tensors; no code is executed).
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ValueError
+        The file is not readable by ``torch.load(weights_only=True)`` or is not a tedsnet checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"checkpoint {path} does not exist; pass the best.pt of a trained model directory."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - every unreadable file gets the same clear message
+        raise ValueError(
+            f"checkpoint {path} is not readable as a tedsnet checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''}); pass the best.pt written by tedsnet training."
+        ) from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(
+            f"checkpoint {path} is not a tedsnet checkpoint (format {CHECKPOINT_FORMAT!r} missing); pass the best.pt "
+            "written by tedsnet training."
+        )
+    return checkpoint
+
+
+def load_checkpoint(
+    path: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, Experiment]:
+    """Rebuild the model of a checkpoint and load its weights.
+
+    The experiment is rebuilt from the registry (``get_experiment(base, **overrides)``) and the state dict is loaded
+    strictly, so a checkpoint whose architecture no longer matches its registry entry fails loudly.
+
+    Parameters
+    ----------
+    path : path
+        ``best.pt`` or ``last.pt`` of a model directory.
+    device : str
+        Where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``).
+
+    Returns
+    -------
+    (nn.Module, Experiment)
+        The model in eval mode, and its experiment.
+    """
+    checkpoint = read_checkpoint(path)
+    info = checkpoint.get("experiment") or {}
+    base, overrides = info.get("base"), dict(info.get("overrides") or {})
+    if base not in EXPERIMENTS:
+        raise ValueError(
+            f"checkpoint {path} was trained for experiment {info.get('name')!r} (base {base!r}), which is not in "
+            f"the registry {sorted(EXPERIMENTS)}; register it (tedsnet.experiments.register) before loading."
+        )
+    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    experiment = get_experiment(base, **overrides)
+    stored = checkpoint.get("experiment_config")
+    if stored is not None and stored != experiment.config():
+        warnings.warn(
+            f"checkpoint {path}: the registry entry of {experiment.name!r} changed since training "
+            f"(stored {stored}, now {experiment.config()}); loading the weights into the current definition.",
+            stacklevel=2,
+        )
+    model = experiment.factory(**experiment.model_kwargs)
+    try:
+        model.load_state_dict(checkpoint["model_state"])
+    except (RuntimeError, KeyError) as error:
+        raise ValueError(
+            f"checkpoint {path}: weights do not fit experiment {experiment.name!r}: {str(error).splitlines()[0]}"
+        ) from error
+    model.to(resolve_device(device)).eval()
+    return model, experiment
+
+
+#: Columns of the per-slice table of :func:`segment_volume` (and of ``tedsnet segment --csv``).
+SLICE_COLUMNS = (
+    "z",
+    "b0",
+    "b1",
+    "correct_topology",
+    "foreground_px",
+    "nonpos_jac_bulk_pct",
+    "nonpos_jac_ft_pct",
+)
+
+
+class VolumeSegmentation(NamedTuple):
+    """Result of :func:`segment_volume`.
+
+    Attributes
+    ----------
+    mask : np.ndarray
+        uint8 (X, Y, Z) in {0, 1}, the input's in-plane size (the crop undone; outside the window 0).
+    soft : np.ndarray
+        float32 (X, Y, Z) in [0, 1], likewise.
+    table : pandas.DataFrame
+        One row per z-slice, columns :data:`SLICE_COLUMNS`: Betti numbers of the slice's mask (4-connected
+        foreground), correct_topology = (b0, b1) == (1, 1), foreground pixels, and the % non-positive Jacobian
+        determinants (forward differences) of each field (NaN when the model has no such field).
+    """
+
+    mask: np.ndarray
+    soft: np.ndarray
+    table: pd.DataFrame
+
+
+def prepare_volume(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Every z-slice centre-cropped/zero-padded to ``size`` and normalised as in training.
+
+    Uses the data layer's rules (:func:`tedsnet.data.slices.crop_window` and
+    :func:`tedsnet.data.slices.normalise_intensity`, percentiles of the cropped field of view, padding 0), exactly
+    as :func:`tedsnet.data.slices.extract_slices` does.
+
+    Parameters
+    ----------
+    volume : np.ndarray
+        (X, Y, Z) short-axis stack, any real dtype.
+    size : (H, W)
+
+    Returns
+    -------
+    np.ndarray
+        float32 (Z, H, W).
+    """
+    src0, dst0, _ = crop_window(volume.shape[0], size[0])
+    src1, dst1, _ = crop_window(volume.shape[1], size[1])
+    images = np.zeros((volume.shape[2], *size), dtype=np.float32)
+    for z in range(volume.shape[2]):
+        images[z][dst0, dst1] = normalise_intensity(volume[src0, src1, z])
+    return images
+
+
+def segment_volume(
+    model: nn.Module,
+    experiment: Experiment,
+    volume: np.ndarray,
+    *,
+    image_size: tuple[int, int] = (144, 208),
+    threshold: float = 0.3,
+    batch_size: int = 5,
+    device: str | torch.device = "auto",
+) -> VolumeSegmentation:
+    """Segment every z-slice of a short-axis volume and check each slice's topology.
+
+    Each slice is cropped/padded to ``image_size`` and normalised (:func:`prepare_volume`), segmented with the
+    experiment's prior (:func:`predict`), and put back at its place in the original in-plane grid.
+
+    Parameters
+    ----------
+    model, experiment
+        From :func:`load_checkpoint`.
+    volume : np.ndarray
+        (X, Y, Z) real-valued stack (array axes as stored, like the training data).
+    image_size : (H, W)
+        The training size (a checkpoint's ``image_size``).
+    threshold : float
+        Binarisation threshold (``soft >= threshold``).
+
+    Returns
+    -------
+    VolumeSegmentation
+    """
+    volume = np.asarray(volume)
+    if volume.ndim != 3 or min(volume.shape) < 1:
+        raise ValueError(f"segment_volume: volume must be 3-D (X, Y, Z), got shape {volume.shape}.")
+    if not np.issubdtype(volume.dtype, np.number) or np.iscomplexobj(volume):
+        raise ValueError(f"segment_volume: volume must be real-valued, got dtype {volume.dtype}.")
+    size = (int(image_size[0]), int(image_size[1]))
+    images = prepare_volume(volume, size)
+    predictions = predict(
+        model, images, experiment.prior(size), batch_size=batch_size, device=device, threshold=threshold
+    )
+    src0, dst0, _ = crop_window(volume.shape[0], size[0])
+    src1, dst1, _ = crop_window(volume.shape[1], size[1])
+    soft = np.zeros(volume.shape, dtype=np.float32)
+    soft[src0, src1, :] = np.moveaxis(predictions.soft[:, dst0, dst1], 0, -1)
+    mask = binarise(soft, threshold)
+    rows = []
+    for z in range(volume.shape[2]):
+        b0, b1 = betti_numbers(mask[:, :, z])
+        row = {
+            "z": z,
+            "b0": b0,
+            "b1": b1,
+            "correct_topology": (b0, b1) == (1, 1),
+            "foreground_px": int(mask[:, :, z].sum()),
+        }
+        for name in FIELD_NAMES:
+            field = predictions.displacements.get(name)
+            row[f"nonpos_jac_{name}_pct"] = (
+                float("nan") if field is None else nonpositive_jacobian_percent(field[z])
+            )
+        rows.append(row)
+    return VolumeSegmentation(mask=mask, soft=soft, table=pd.DataFrame(rows, columns=list(SLICE_COLUMNS)))

@@ -1,0 +1,113 @@
+"""Learning curves: validation Dice against epoch and against training images seen, one line per model.
+
+Each training run writes ``history.csv`` (:mod:`tedsnet.training`): one row per epoch with at least ``epoch`` and
+``val_dice``; the images seen are read from an ``images_seen`` (or ``images``) column, else computed as
+``step * batch_size`` (``step`` = optimiser steps so far), else ``epoch * images per epoch`` when given.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from tedsnet.reporting.io import savefig_atomic
+from tedsnet.reporting.table1 import row_label
+
+__all__ = ["images_seen", "plot_learning_curves", "read_histories"]
+
+
+def images_seen(history: pd.DataFrame, batch_size: int | None = None) -> pd.Series:
+    """Training images seen at the end of each history row (NaN when it cannot be known)."""
+    for column in ("images_seen", "images"):
+        if column in history.columns:
+            return history[column].astype(float)
+    if "step" in history.columns and batch_size:
+        return history["step"].astype(float) * float(batch_size)
+    return pd.Series(np.nan, index=history.index)
+
+
+def read_histories(
+    paths: Mapping[tuple[str, int], str | os.PathLike],
+    batch_sizes: Mapping[str, int] | None = None,
+) -> pd.DataFrame:
+    """Concatenate training histories.
+
+    Parameters
+    ----------
+    paths : mapping
+        ``(experiment, seed) -> history.csv``.
+    batch_sizes : mapping, optional
+        Experiment -> batch size, to compute images seen from ``step``.
+
+    Returns
+    -------
+    DataFrame
+        The history columns plus experiment, label, seed and images_seen. Histories without rows are skipped.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a history file is missing.
+    ValueError
+        If a history has no ``epoch`` or ``val_dice`` column.
+    """
+    parts = []
+    for (experiment, seed), path in paths.items():
+        if not os.path.exists(path):
+            raise FileNotFoundError(f"read_histories: no history file {path} for {experiment} seed {seed}.")
+        history = pd.read_csv(path)
+        missing = [c for c in ("epoch", "val_dice") if c not in history.columns]
+        if missing:
+            raise ValueError(
+                f"read_histories: {path} lacks column(s) {missing} (columns: {list(history.columns)})."
+            )
+        if history.empty:
+            continue
+        history = history.copy()
+        history["images_seen"] = images_seen(history, (batch_sizes or {}).get(experiment))
+        history["experiment"] = experiment
+        history["label"] = row_label(experiment)
+        history["seed"] = int(seed)
+        parts.append(history)
+    if not parts:
+        return pd.DataFrame(columns=["epoch", "val_dice", "images_seen", "experiment", "label", "seed"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def plot_learning_curves(histories: pd.DataFrame, path: str | os.PathLike) -> Figure:
+    """Validation Dice vs epoch (left) and vs images seen (right); one colour per model, one line style per seed."""
+    sns.set_theme(style="whitegrid", context="paper")
+    fig = Figure(figsize=(13, 4.5), layout="constrained")
+    left, right = fig.subplots(1, 2)
+    if histories.empty:
+        left.text(0.5, 0.5, "no training history", ha="center", va="center")
+    else:
+        labels = list(dict.fromkeys(histories["label"]))
+        palette = dict(zip(labels, sns.color_palette("tab20", len(labels)), strict=True))
+        # Untrained rows (the prior: one row at epoch 0) are drawn as horizontal reference lines.
+        trained = histories.groupby("label")["epoch"].transform("max") > 0
+        for label, value in histories[~trained].groupby("label", sort=False)["val_dice"].mean().items():
+            for ax in (left, right):
+                ax.axhline(value, color=palette[label], linestyle="--", linewidth=1.0)
+            right.plot([], [], color=palette[label], linestyle="--", label=f"{label} (untrained)")
+        curves = histories[trained]
+        style = "seed" if curves["seed"].nunique() > 1 else None
+        kwargs = dict(hue="label", palette=palette, style=style, marker="o", markersize=3, errorbar=None)
+        if len(curves):
+            sns.lineplot(data=curves, x="epoch", y="val_dice", ax=left, legend=False, **kwargs)
+        seen = curves.dropna(subset=["images_seen"])
+        if len(seen):
+            sns.lineplot(data=seen, x="images_seen", y="val_dice", ax=right, **kwargs)
+        elif len(curves):
+            right.text(0.5, 0.5, "images seen unknown", ha="center", va="center")
+        if right.get_legend_handles_labels()[0]:
+            right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
+    left.set(xlabel="epoch", ylabel="validation Dice", ylim=(0, 1))
+    right.set(xlabel="training images seen", ylabel="validation Dice", ylim=(0, 1))
+    savefig_atomic(fig, path, dpi=150)
+    return fig

@@ -1,0 +1,185 @@
+"""The experiment registry: entries, loss weights, variants by name, the zero-field prior, no import cycles."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import tedsnet.experiments as experiments
+from baselines import SMPUNet, UNet, VoxelMorph
+from tedsnet.experiments import (
+    BETA,
+    DEFAULT_SEG_LOSS,
+    EXPERIMENTS,
+    SEG_LOSSES,
+    UNET_OUT_BIAS,
+    Experiment,
+    get_experiment,
+    list_experiments,
+    register,
+)
+from tedsnet.metrics import dice
+from tedsnet.model import TEDSNet, count_parameters
+
+ROOT = Path(__file__).resolve().parents[1]
+TABLE1 = ["prior", "unet", "unet_smp", "voxelmorph", "A1", "A2", "A3", "A4", "A5", "A6", "tedsnet"]
+
+
+def test_registry_has_every_table1_row_in_order():
+    assert list_experiments() == TABLE1
+    assert len({EXPERIMENTS[n].label for n in TABLE1}) == len(TABLE1)
+    assert all(EXPERIMENTS[n].seg_loss == DEFAULT_SEG_LOSS for n in TABLE1)  # one protocol for every row
+    assert set(SEG_LOSSES) == {"dice", "dice_image", "dice_bce"}
+
+
+def test_loss_weights_follow_the_paper():
+    with_grad = {"voxelmorph", "A2", "A4", "A5", "A6", "tedsnet"}
+    for name in TABLE1:
+        assert EXPERIMENTS[name].beta == (BETA if name in with_grad else 0.0), name
+    assert BETA == 10_000
+    assert [n for n in TABLE1 if not EXPERIMENTS[n].trains] == ["prior"]
+    assert all(EXPERIMENTS[n].prior_radius == 30 and EXPERIMENTS[n].prior_thickness == 7 for n in TABLE1)
+
+
+def test_models_and_ablation_settings():
+    def build(name):
+        return EXPERIMENTS[name].build(seed=0)
+
+    assert isinstance(build("unet"), UNet) and build("unet").head.bias.tolist() == [UNET_OUT_BIAS] == [-3.0]
+    assert build("unet_smp").net.segmentation_head[0].bias.tolist() == [UNET_OUT_BIAS]
+    assert get_experiment("unet", out_bias=0.0).build().head.bias.tolist() == [0.0]  # the plain init
+    assert isinstance(build("unet_smp"), SMPUNet) and build("unet_smp").encoder_name == "resnet18"
+    assert isinstance(build("voxelmorph"), VoxelMorph) and build("voxelmorph").int_steps == 7
+    tedsnet = build("tedsnet")
+    assert isinstance(tedsnet, TEDSNet) and count_parameters(tedsnet) == 655_984
+    a1, a2, a3, a4, a5, a6 = (build(f"A{k}") for k in range(1, 7))
+    assert (a1.smooth_sigma, a1.upsample, EXPERIMENTS["A1"].beta) == (None, 1, 0.0)
+    assert (a2.smooth_sigma, a2.upsample) == (None, 2)
+    assert (a3.smooth_sigma, a3.upsample, EXPERIMENTS["A3"].beta) == (2.0, 2, 0.0)
+    assert (a4.smooth_sigma, a4.upsample) == (2.0, 1)
+    assert a5.branches == ("bulk",) and a6.branches == ("ft",)
+    assert count_parameters(a5) < count_parameters(a6) < 655_984
+    assert all(m.int_steps == 8 for m in (a1, a2, a3, a4, a5, a6, tedsnet))
+
+
+def test_build_is_seeded():
+    a = EXPERIMENTS["unet"].build(seed=3).state_dict()
+    b = EXPERIMENTS["unet"].build(seed=3).state_dict()
+    c = EXPERIMENTS["unet"].build(seed=4).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_prior_experiment_has_exactly_zero_fields_and_returns_the_dilated_prior():
+    experiment = EXPERIMENTS["prior"]
+    model = experiment.build(seed=0).eval()
+    assert all(
+        float(p.detach().abs().max()) == 0.0 for n, p in model.named_parameters() if n.startswith("heads")
+    )
+    prior = experiment.prior((144, 208))
+    with torch.no_grad():
+        out = model(torch.rand(1, 1, 144, 208), experiment.prior_tensor((144, 208)))
+    assert all(float(d.abs().max()) == 0.0 for d in out.displacements.values())
+    binary = out.segmentation[0, 0].numpy() >= 0.3
+    # DESIGN.md known answer: the prior slightly dilated, +25 % foreground, Dice 0.89 against the prior.
+    assert binary.sum() / prior.sum() == pytest.approx(1.25, abs=0.03)
+    assert dice(binary, prior) == pytest.approx(0.89, abs=0.01)
+
+
+def test_prior_tensor_is_the_ring_prior():
+    experiment = get_experiment("tedsnet_radius20")
+    tensor = experiment.prior_tensor((64, 96))
+    assert tensor.shape == (1, 1, 64, 96) and tensor.dtype == torch.float32
+    distance = np.hypot(*np.meshgrid(np.arange(64) - 31.5, np.arange(96) - 47.5, indexing="ij"))
+    assert distance[tensor[0, 0].numpy() > 0].max() <= 20 and distance[tensor[0, 0].numpy() > 0].min() > 13
+
+
+def test_variants_by_name_and_by_keyword_are_the_same_experiment():
+    steps4 = get_experiment("tedsnet_steps4")
+    assert steps4.name == "tedsnet_steps4" and steps4.base == "tedsnet"
+    assert steps4.overrides == {"int_steps": 4} and steps4.build().int_steps == 4
+    assert get_experiment("tedsnet", int_steps=4) == steps4
+    assert steps4.config_hash() == get_experiment("tedsnet", int_steps=4).config_hash()
+    assert steps4.config_hash() != EXPERIMENTS["tedsnet"].config_hash()
+    assert steps4.beta == BETA and steps4.label == "TEDS-Net (int_steps=4)"
+
+    radius = get_experiment("tedsnet_radius20")
+    assert radius.prior_radius == 20 and radius.model_kwargs == {} and radius.prior((144, 208)).sum() > 0
+
+    several = get_experiment("A4_steps4_radius20_beta100")
+    assert several.name == "A4_steps4_radius20_beta100"
+    assert (several.beta, several.prior_radius, several.model_kwargs) == (
+        100,
+        20,
+        {"upsample": 1, "int_steps": 4},
+    )
+    assert get_experiment("A4_radius20_beta100_steps4").name == several.name  # canonical token order
+
+    assert get_experiment("voxelmorph_steps5").build().int_steps == 5
+    assert get_experiment("unet_smp", encoder_name="resnet34").name == "unet_smp_encoder_name-resnet34"
+    assert get_experiment("tedsnet_steps8") is EXPERIMENTS["tedsnet"]  # an override equal to the default
+    assert get_experiment("tedsnet", seg_loss="dice").seg_loss == "dice"
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides", "message"),
+    [
+        ("tedsnet_v2", {}, "unknown experiment 'tedsnet_v2'"),
+        ("nonsense", {}, "Known: \\['prior', 'unet'"),
+        ("unet_steps4", {}, "does not accept the override 'int_steps'"),
+        ("tedsnet", {"learning_rate": 1}, "does not accept the override 'learning_rate'"),
+        ("tedsnet_steps4", {"int_steps": 5}, "int_steps is 4 in the name"),
+        ("tedsnet", {"seg_loss": "focal"}, "seg_loss must be one of"),
+        ("tedsnet", {"prior_thickness": 40}, "prior_thickness <= prior_radius"),
+    ],
+)
+def test_bad_names_and_overrides_are_explained(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        get_experiment(name, **overrides)
+
+
+def test_register_a_new_method(monkeypatch):
+    monkeypatch.setattr(experiments, "EXPERIMENTS", dict(EXPERIMENTS))
+    entry = register(Experiment(name="mynet", label="My net", factory=UNet, model_kwargs={"features": 4}))
+    assert experiments.get_experiment("mynet") is entry
+    assert experiments.get_experiment("mynet_features8").build().encoder.channels[0] == 8
+    with pytest.raises(ValueError, match="already registered"):
+        register(Experiment(name="mynet", label="again", factory=UNet))
+    with pytest.raises(ValueError, match="ends like a variant suffix"):
+        register(Experiment(name="mynet_steps4", label="x", factory=UNet))
+    with pytest.raises(ValueError, match="name must be"):
+        Experiment(name="my net", label="x", factory=UNet)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_core_never_imports_baselines_and_baselines_never_import_the_registry():
+    core = {"functional", "priors", "blocks", "model", "losses", "metrics", "outputs"}
+    for path in sorted((ROOT / "tedsnet").rglob("*.py")):
+        imported = _imported_modules(path)
+        if path.name != "experiments.py":  # the one bridge
+            assert not any(m == "baselines" or m.startswith("baselines.") for m in imported), path
+        if path.stem in core or path.parent.name == "data":
+            assert not imported & {
+                "tedsnet.experiments",
+                "tedsnet.training",
+                "tedsnet.inference",
+                "tedsnet.cli",
+            }, path
+    for path in sorted((ROOT / "baselines").glob("*.py")):
+        imported = _imported_modules(path)
+        allowed = {"tedsnet.blocks", "tedsnet.outputs", "tedsnet.functional", "tedsnet.model"}
+        assert {m for m in imported if m.startswith("tedsnet")} <= allowed, path

@@ -1,0 +1,252 @@
+"""The Snakemake workflow: lint, formatting, dry runs of every config and profile, and (slow) the smoke run.
+
+Every test runs Snakemake in a temporary copy of the workflow (Snakefile, workflow/, the packages), so nothing is
+written into the checkout and a run in progress there is not disturbed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIGS = ("default", "smoke", "paper")
+SLURM_PIN = "snakemake-executor-plugin-slurm==2.8.0"
+TABLE1_EXPERIMENTS = [
+    "prior",
+    "unet",
+    "unet_smp",
+    "voxelmorph",
+    "A1",
+    "A2",
+    "A3",
+    "A4",
+    "A5",
+    "A6",
+    "tedsnet",
+]
+TABLE1_LABELS = [
+    "Prior (zero fields)",
+    "U-Net (paper)",
+    "U-Net (smp)",
+    "VoxelMorph",
+    "A1 no Gaussian / L_Grad / super upsample",
+    "A2 no Gaussian",
+    "A3 no L_Grad",
+    "A4 no super upsample",
+    "A5 bulk branch only",
+    "A6 fine-tune branch only",
+    "TEDS-Net",
+]
+
+
+def copy_workflow(dest: Path) -> Path:
+    """A copy of what the workflow needs, without results or caches."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".snakemake")
+    shutil.copy2(REPO / "Snakefile", dest / "Snakefile")
+    for name in ("workflow", "tedsnet", "baselines", "envs"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, dest / name, ignore=ignore)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    return copy_workflow(tmp_path_factory.mktemp("workflow"))
+
+
+@pytest.fixture(scope="module")
+def acdc_stub(tmp_path_factory) -> Path:
+    """An (empty) ACDC root: enough for a dry run, which reads no data."""
+    root = tmp_path_factory.mktemp("acdc")
+    (root / "training").mkdir()
+    return root
+
+
+def snakemake(
+    cwd: Path, *args: str, env: dict | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    full_env = {k: v for k, v in os.environ.items() if k != "TEDSNET_ACDC_ROOT"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a dry run: rule -> count."""
+    counts = {}
+    match = re.search(r"job\s+count\n[-\s]+\n(.*?)\ntotal\s+(\d+)", output, re.S)
+    assert match, f"no job stats in:\n{output[-3000:]}"
+    for line in match.group(1).splitlines():
+        name, count = line.split()
+        counts[name] = int(count)
+    return counts
+
+
+def test_lint_is_clean(workdir):
+    result = snakemake(workdir, "--lint")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+@pytest.mark.skipif(shutil.which("snakefmt") is None, reason="snakefmt not installed")
+def test_rules_are_snakefmt_formatted():
+    result = subprocess.run(
+        ["snakefmt", "--check", "Snakefile", "workflow/rules"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_dry_run_of_every_config(workdir, acdc_stub, name):
+    env = {"TEDSNET_ACDC_ROOT": str(acdc_stub)} if name == "paper" else None
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", f"workflow/config/{name}.yaml", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    import yaml
+
+    config = yaml.safe_load((workdir / "workflow" / "config" / f"{name}.yaml").read_text())
+    seeds = len(config["training"]["seeds"])
+    base = {"steps": 8, "radius": 30}
+    extra = sum(v != base["steps"] for v in config["figure4"]["int_steps"]) + sum(
+        v != base["radius"] for v in config["figure4"]["prior_radius"]
+    )
+    models = len(config["experiments"]) + extra
+    assert counts["train"] == models * seeds and counts["predict"] == models * seeds
+    assert counts["evaluate"] == models
+    for rule in (
+        "prepare_dataset",
+        "table1",
+        "stats",
+        "figure4",
+        "figure3",
+        "learning_curves",
+        "report",
+        "all",
+    ):
+        assert counts[rule] == 1
+    assert counts.get("phantom_cohort", 0) == (0 if name == "paper" else 1)
+    assert f"results/{config['run']}/report.md" in result.stdout
+
+
+def test_paper_config_needs_an_acdc_root(workdir):
+    result = snakemake(workdir, "-n", "--configfile", "workflow/config/paper.yaml")
+    assert result.returncode != 0
+    assert "no ACDC root is given" in result.stdout + result.stderr
+
+
+def test_acdc_override_is_one_key_and_changes_the_run_folder(workdir, acdc_stub):
+    result = snakemake(workdir, "-n", "--cores", "2", "--config", f"acdc_root={acdc_stub}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "results/default-acdc/report.md" in result.stdout
+    assert "phantom_cohort" not in job_counts(result.stdout)
+
+
+def test_bad_config_is_rejected_by_the_schema(workdir):
+    result = snakemake(workdir, "-n", "--config", "run=bad/name")
+    assert result.returncode != 0
+    assert (
+        "ValidationError" in result.stdout + result.stderr
+        or "does not match" in result.stdout + result.stderr
+    )
+
+
+def test_default_profile_dry_run(workdir):
+    result = snakemake(workdir, "-n", "--profile", "workflow/profiles/default")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Using profile workflow/profiles/default" in result.stdout + result.stderr
+
+
+def test_slurm_profile_dry_run(workdir):
+    args = ["-n", "--profile", "workflow/profiles/slurm"]
+    if importlib.util.find_spec("snakemake_executor_plugin_slurm") is None:
+        # Without the plugin the executor name is unknown; check everything else of the profile.
+        args += ["--executor", "dryrun"]
+    result = snakemake(workdir, *args)
+    assert result.returncode == 0, f"(needs {SLURM_PIN}?)\n" + result.stdout[-3000:] + result.stderr[-3000:]
+    assert job_counts(result.stdout)["train"] >= 11
+
+
+# --------------------------------------------------------------------------------------------------- slow tier
+@pytest.mark.slow
+def test_smoke_workflow_end_to_end(tmp_path):
+    work = copy_workflow(tmp_path)
+    args = ["--cores", "2", "--configfile", "workflow/config/smoke.yaml"]
+    start = time.perf_counter()
+    result = snakemake(work, *args, timeout=1800)
+    elapsed = time.perf_counter() - start
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    print(f"smoke workflow: {elapsed:.0f} s")
+    out = work / "results" / "smoke"
+
+    table = pd.read_csv(out / "table1.csv")
+    assert table["experiment"].tolist() == TABLE1_EXPERIMENTS
+    for column in ("dice_mean", "dice_std", "hd_px_mean", "hd_px_std", "hd_mm_mean", "hd_mm_std",
+                   "nonpos_jac_bulk_pct_mean", "nonpos_jac_ft_pct_mean", "incorrect_topology", "n_test",
+                   "parameters"):  # fmt: skip
+        assert column in table.columns
+    assert table["parameters"].notna().all() and (table["n_test"] > 0).all()
+    assert table.set_index("experiment").loc["tedsnet", "parameters"] == 655984
+    md = (out / "table1.md").read_text()
+    tex = (out / "table1.tex").read_text()
+    for label in TABLE1_LABELS:
+        assert label in md
+        assert label.replace("_", r"\_") in tex
+    for header in ("Dice", "HD (px)", "HD (mm)", "J_bulk", "J_FT", "Incorrect topology", "Parameters"):
+        assert header in md
+    stats = pd.read_csv(out / "stats.csv")
+    assert set(stats["other"]) == set(TABLE1_EXPERIMENTS) - {"tedsnet"}
+    assert set(stats["level"]) == {"slice", "patient"}
+    for name in ("figure4.png", "figure4.pdf", "figure3.png", "learning_curves.png"):
+        assert (out / name).stat().st_size > 1000, name
+    report = (out / "report.md").read_text()
+    for heading in ("## Verdict", "## Table 1 (this run)", "## The paper's Table 1 beside ours", "## Paired tests",
+                    "## Figure 4", "## Figure 3", "## Learning curves", "## What was run"):  # fmt: skip
+        assert heading in report
+    assert "Training verdict:" in report and "Wall time per job" in report
+    assert not list(out.rglob(".*.tmp*")), "temporary files left behind"
+
+    # Re-running does nothing.
+    again = snakemake(work, *args, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+    # Deleting one model's checkpoint re-runs only what depends on it.
+    (out / "models" / "A3" / "seed0" / "best.pt").unlink()
+    plan = job_counts(snakemake(work, *args, "-n").stdout)
+    assert plan == {
+        "train": 1,
+        "predict": 1,
+        "evaluate": 1,
+        "table1": 1,
+        "stats": 1,
+        "learning_curves": 1,
+        "report": 1,
+        "all": 1,
+    }
+    rerun = snakemake(work, *args, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    assert (out / "models" / "A3" / "seed0" / "best.pt").exists()
+
+    # A failing rule leaves no partial output: a broken metrics table makes table1 and stats fail.
+    (out / "metrics" / "A3.csv").write_text("not,a\nmetrics,table\n")
+    targets = ["results/smoke/table1.csv", "results/smoke/stats.csv"]
+    failed = snakemake(work, *args, "--keep-going", *targets, timeout=600)
+    assert failed.returncode != 0
+    for name in ("table1.csv", "table1.md", "table1.tex", "stats.csv"):
+        assert not (out / name).exists(), name
+    assert not list(out.rglob(".*.tmp*"))

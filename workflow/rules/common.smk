@@ -1,0 +1,142 @@
+# Helpers shared by the rules: run name and folders, the data source, experiments, seeds and Figure 4 sweeps.
+# No rules here (snakemake --lint prefers functions and rules in separate files).
+
+import os
+import re
+
+from snakemake.exceptions import WorkflowError
+
+ACDC_ENV = "TEDSNET_ACDC_ROOT"
+CONDA_ENV = "../../envs/tedsnet.yaml"
+
+
+def _resolve_data_source(config):
+    """Apply the `acdc_root` shortcut and the environment variable; check the ACDC root exists."""
+    data = config["data"]
+    switched = False
+    if config.get("acdc_root"):
+        switched = data["source"] != "acdc"
+        data["source"] = "acdc"
+        data["acdc_root"] = config["acdc_root"]
+    if data["source"] != "acdc":
+        return None, False
+    root = data["acdc_root"] or os.environ.get(ACDC_ENV, "")
+    if not root:
+        raise WorkflowError(
+            "data.source is 'acdc' but no ACDC root is given: pass --config acdc_root=/path/to/acdc "
+            f"(the folder holding training/) or set the environment variable {ACDC_ENV}."
+        )
+    if not os.path.isdir(os.path.join(root, "training")):
+        raise WorkflowError(
+            f"ACDC root {root!r} has no training/ folder; point acdc_root (or {ACDC_ENV}) at the folder that "
+            "holds training/patientNNN/."
+        )
+    data["acdc_root"] = os.path.abspath(root)
+    return data["acdc_root"], switched
+
+
+# A phantom config switched to ACDC by `--config acdc_root=...` writes to results/<run>-acdc/, so ACDC results
+# (and pictures made from ACDC, which must never be committed) never land in a phantom run's folder.
+ACDC_ROOT, _SWITCHED = _resolve_data_source(config)
+RUN = config["run"]
+if _SWITCHED and "acdc" not in RUN.lower():
+    RUN = f"{RUN}-acdc"
+R = f"results/{RUN}"
+
+TRAIN_KEYS = ("epochs", "batch_size", "lr", "seg_loss", "patience", "time_budget_s")
+EXPERIMENTS = list(config["experiments"])
+SEEDS = [int(s) for s in config["training"]["seeds"]]
+
+
+def _value_token(value):
+    """A sweep value as the registry's name grammar writes it (20.0 -> '20', 22.5 -> '22.5')."""
+    value = float(value)
+    return str(int(value)) if value.is_integer() else f"{value:g}"
+
+
+def _sweeps(fig4):
+    """{"int_steps": {value: experiment}, "prior_radius": {...}}; the base value reuses the base experiment."""
+    base = fig4["base"]
+    sweeps = {}
+    for key, token, base_value in (
+        ("int_steps", "steps", fig4["base_int_steps"]),
+        ("prior_radius", "radius", fig4["base_prior_radius"]),
+    ):
+        points = {}
+        for value in fig4[key]:
+            same = float(value) == float(base_value)
+            points[value] = base if same else f"{base}_{token}{_value_token(value)}"
+        if points:
+            sweeps[key] = points
+    return sweeps
+
+
+SWEEPS = _sweeps(config["figure4"])
+SWEEP_EXPERIMENTS = list(
+    dict.fromkeys(e for points in SWEEPS.values() for e in points.values())
+)
+MODELS = list(dict.fromkeys(EXPERIMENTS + SWEEP_EXPERIMENTS))
+FIGURE3_MODELS = [
+    e for e in ("unet", "unet_smp", config["evaluation"]["reference"]) if e in MODELS
+]
+
+
+wildcard_constraints:
+    exp="|".join(re.escape(m) for m in MODELS),
+    seed=r"\d+",
+
+
+def train_options(exp):
+    """Training options of one experiment: the `training` block with its per-experiment overrides."""
+    options = {key: config["training"][key] for key in TRAIN_KEYS}
+    options.update(config["training"]["overrides"].get(exp, {}))
+    return options
+
+
+def model_dir(exp, seed):
+    return f"{R}/models/{exp}/seed{seed}"
+
+
+def checkpoint_files(exp):
+    return [f"{model_dir(exp, seed)}/best.pt" for seed in SEEDS]
+
+
+def histories(models):
+    return [f"{model_dir(exp, seed)}/history.csv" for exp in models for seed in SEEDS]
+
+
+def predictions(exp, seeds=None):
+    return [
+        f"{R}/predictions/{exp}/seed{seed}.npz"
+        for seed in (SEEDS if seeds is None else seeds)
+    ]
+
+
+def metrics_files(models):
+    return [f"{R}/metrics/{exp}.csv" for exp in models]
+
+
+def dataset_inputs(wildcards):
+    """The prepare rule's inputs: the generated phantom cohort, or (ACDC) the committed official split."""
+    if ACDC_ROOT is None:
+        return {"cohort": f"{R}/cohort"}
+    if config["data"]["split"]["official_acdc"]:
+        return {"split": "workflow/resources/acdc_split.csv"}
+    return {}
+
+
+def final_outputs():
+    """What `all` asks for: the published artefacts, plus every checkpoint and per-case table, so that deleting
+    one of those re-runs it and exactly what depends on it (Snakemake regenerates a missing intermediate file only
+    when some job that needs it runs)."""
+    return [
+        *[c for exp in MODELS for c in checkpoint_files(exp)],
+        *metrics_files(MODELS),
+        *expand(f"{R}/table1.{{ext}}", ext=("csv", "md", "tex")),
+        f"{R}/stats.csv",
+        f"{R}/figure4.png",
+        f"{R}/figure4.pdf",
+        f"{R}/figure3.png",
+        f"{R}/learning_curves.png",
+        f"{R}/report.md",
+    ]

@@ -1,0 +1,42 @@
+# Data: the phantom cohort (or real ACDC) -> prepared train/val/test splits, splits.csv and a montage.
+
+
+rule phantom_cohort:
+    output:
+        directory(f"{R}/cohort"),
+    log:
+        f"{R}/logs/phantom_cohort.log",
+    benchmark:
+        f"{R}/benchmarks/phantom_cohort.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        n_patients=config["data"]["phantom"]["n_patients"],
+        seed=config["data"]["phantom"]["seed"],
+        crop=config["data"]["crop"],
+    script:
+        "../scripts/phantom_cohort.py"
+
+
+rule prepare_dataset:
+    input:
+        unpack(dataset_inputs),
+    output:
+        train=f"{R}/data/train.npz",
+        val=f"{R}/data/val.npz",
+        test=f"{R}/data/test.npz",
+        splits=f"{R}/data/splits.csv",
+        provenance=f"{R}/data/provenance.csv",
+        dataset=f"{R}/data/dataset.json",
+        montage=f"{R}/montage.png",
+    log:
+        f"{R}/logs/prepare_dataset.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_dataset.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        root=ACDC_ROOT or f"{R}/cohort",
+        data=config["data"],
+    script:
+        "../scripts/prepare_dataset.py"

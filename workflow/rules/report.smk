@@ -1,0 +1,112 @@
+# Table 1, paired tests, Figure 4, Figure 3, learning curves and the report.
+
+
+rule table1:
+    input:
+        metrics_files(EXPERIMENTS),
+    output:
+        csv=f"{R}/table1.csv",
+        md=f"{R}/table1.md",
+        tex=f"{R}/table1.tex",
+    log:
+        f"{R}/logs/table1.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/table1.py"
+
+
+rule stats:
+    input:
+        metrics_files(EXPERIMENTS),
+    output:
+        f"{R}/stats.csv",
+    log:
+        f"{R}/logs/stats.log",
+    conda:
+        CONDA_ENV
+    params:
+        reference=config["evaluation"]["reference"],
+    script:
+        "../scripts/stats.py"
+
+
+rule figure4:
+    input:
+        metrics_files(SWEEP_EXPERIMENTS),
+    output:
+        png=f"{R}/figure4.png",
+        pdf=f"{R}/figure4.pdf",
+        csv=f"{R}/figure4.csv",
+    log:
+        f"{R}/logs/figure4.log",
+    conda:
+        CONDA_ENV
+    params:
+        sweeps=SWEEPS,
+    script:
+        "../scripts/figure4.py"
+
+
+rule figure3:
+    input:
+        test=f"{R}/data/test.npz",
+        metrics=metrics_files(FIGURE3_MODELS),
+        predictions=[predictions(exp, SEEDS[:1])[0] for exp in FIGURE3_MODELS],
+    output:
+        f"{R}/figure3.png",
+    log:
+        f"{R}/logs/figure3.log",
+    conda:
+        CONDA_ENV
+    params:
+        models=FIGURE3_MODELS,
+        seed=SEEDS[0],
+        max_cases=config["evaluation"]["figure3_cases"],
+        threshold=config["evaluation"]["threshold"],
+    script:
+        "../scripts/figure3.py"
+
+
+rule learning_curves:
+    input:
+        histories(MODELS),
+    output:
+        png=f"{R}/learning_curves.png",
+        csv=f"{R}/learning_curves.csv",
+    log:
+        f"{R}/logs/learning_curves.log",
+    conda:
+        CONDA_ENV
+    params:
+        runs=[(exp, seed) for exp in MODELS for seed in SEEDS],
+        batch_sizes={exp: train_options(exp)["batch_size"] for exp in MODELS},
+    script:
+        "../scripts/learning_curves.py"
+
+
+rule report:
+    input:
+        table1=f"{R}/table1.csv",
+        stats=f"{R}/stats.csv",
+        figure4=f"{R}/figure4.png",
+        figure4_csv=f"{R}/figure4.csv",
+        figure3=f"{R}/figure3.png",
+        curves=f"{R}/learning_curves.png",
+        paper="workflow/resources/paper_table1.csv",
+        splits=f"{R}/data/splits.csv",
+        checkpoints=[c for exp in MODELS for c in checkpoint_files(exp)],
+    output:
+        f"{R}/report.md",
+    log:
+        f"{R}/logs/report.log",
+    conda:
+        CONDA_ENV
+    params:
+        run=RUN,
+        models=[(exp, seed) for exp in MODELS for seed in SEEDS],
+        config=config,
+        benchmarks=f"{R}/benchmarks",
+        acdc_root=ACDC_ROOT,
+    script:
+        "../scripts/report.py"

@@ -1,0 +1,46 @@
+"""Figure 3-style panel: test cases where a U-Net's topology is wrong, with the contours (rule figure3)."""
+
+from _common import logged
+
+
+def main(snakemake) -> None:
+    with logged(snakemake) as log:
+        import numpy as np
+        import pandas as pd
+
+        from tedsnet.data.prepared import load_split
+        from tedsnet.inference import binarise, load_predictions
+        from tedsnet.reporting.figure3 import plot_figure3, select_figure3_cases
+
+        models = list(snakemake.params.models)
+        frames = [pd.read_csv(p) for p in snakemake.input.metrics]
+        metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment"])
+        metrics = metrics[metrics.get("seed", 0) == snakemake.params.seed] if len(metrics) else metrics
+        cases = (
+            select_figure3_cases(metrics, max_cases=int(snakemake.params.max_cases)) if len(metrics) else []
+        )
+        log.info("cases with a wrong U-Net topology (up to %s): %s", snakemake.params.max_cases, cases)
+        test = load_split(snakemake.input.test)
+        index = {c: i for i, c in enumerate(test.table["case_id"].astype(str))}
+        rows = [index[c] for c in cases]
+        masks = {}
+        for name, path in zip(models, snakemake.input.predictions, strict=True):
+            pred = load_predictions(path)
+            where = {c: i for i, c in enumerate(pred.case_id.astype(str))}
+            take = [where[c] for c in cases]
+            threshold = snakemake.params.threshold
+            binary = pred.binary if threshold is None else binarise(pred.soft, float(threshold))
+            masks[name] = binary[take] if take else np.zeros((0, *binary.shape[1:]), binary.dtype)
+        titles = []
+        for c in cases:
+            parts = [c]
+            for name in models:
+                row = metrics[(metrics["experiment"] == name) & (metrics["case_id"] == c)]
+                if len(row):
+                    parts.append(f"{name}: Betti ({int(row['b0'].iloc[0])}, {int(row['b1'].iloc[0])})")
+            titles.append("\n".join(parts))
+        plot_figure3(test.images[rows], test.labels[rows], masks, snakemake.output[0], titles=titles)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821

@@ -1,0 +1,80 @@
+"""report.md: verdict, Table 1 beside the paper's, tests, figures, learning curves and what was run (rule report)."""
+
+import os
+
+from _common import logged
+
+
+def main(snakemake) -> None:
+    with logged(snakemake) as log:
+        import pandas as pd
+
+        from tedsnet.reporting.io import write_text_atomic
+        from tedsnet.reporting.report import (
+            build_report,
+            file_fingerprints,
+            package_versions,
+            read_benchmarks,
+            training_verdict,
+        )
+
+        config = snakemake.params.config
+        data = config["data"]
+        summary = pd.read_csv(snakemake.input.table1)
+        stats = pd.read_csv(snakemake.input.stats, keep_default_na=True)
+        stats["note"] = stats["note"].fillna("")
+        splits = pd.read_csv(snakemake.input.splits)
+        counts = splits["split"].value_counts()
+        split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "val", "test"))
+        if snakemake.params.acdc_root:
+            source = f"ACDC training set at `{snakemake.params.acdc_root}`"
+        else:
+            phantom = data["phantom"]
+            source = (
+                f"synthetic phantom cohort in the ACDC layout (tedsnet.data.phantom), {phantom['n_patients']} "
+                f"patients, seed {phantom['seed']}"
+            )
+        source += f"; patients per split: {split_text}"
+        evaluation = config["evaluation"]
+        verdict = training_verdict(
+            summary, min_dice=evaluation["guard_min_dice"], prior_margin=evaluation["guard_prior_margin"]
+        )
+        log.info("verdict: %s %s", verdict.status, verdict.reasons)
+        out_dir = os.path.dirname(snakemake.output[0])
+        figures = {
+            key: os.path.relpath(getattr(snakemake.input, key), out_dir)
+            for key in ("figure4", "figure3", "curves")
+        }
+        training = config["training"]
+        text = build_report(
+            run=snakemake.params.run,
+            summary=summary,
+            stats=stats,
+            paper=pd.read_csv(snakemake.input.paper),
+            verdict=verdict,
+            figures=figures,
+            config=config,
+            data_source=source,
+            seeds=training["seeds"],
+            versions=package_versions(),
+            benchmarks=read_benchmarks(snakemake.params.benchmarks),
+            figure4_summary=pd.read_csv(snakemake.input.figure4_csv),
+            checkpoints=file_fingerprints(
+                [
+                    (exp, seed, path)
+                    for (exp, seed), path in zip(
+                        snakemake.params.models, snakemake.input.checkpoints, strict=True
+                    )
+                ]
+            ),
+            notes=[
+                f"Training: {training['epochs']} epochs, batch {training['batch_size']}, lr {training['lr']}, "
+                f"threshold {training['threshold']}, device {training['device']}, "
+                f"per-experiment overrides {training['overrides'] or 'none'}",
+            ],
+        )
+        write_text_atomic(snakemake.output[0], text)
+
+
+if __name__ == "__main__":
+    main(snakemake)  # noqa: F821
