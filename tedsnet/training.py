@@ -11,7 +11,8 @@ mean per-image hard Dice every epoch, and writes to ``out_dir``:
 Determinism and resume: the model is initialised after ``torch.manual_seed(seed)``; epoch ``e`` shuffles with
 ``numpy.random.default_rng([seed, e])`` and reseeds torch (dropout) from ``(seed, e)``, so an epoch depends only on
 the weights and optimiser state at its start. Checkpoints are written atomically at every epoch end; a process
-killed at any point and run again resumes from ``last.pt`` and ends with bit-identical weights on CPU.
+killed at any point and run again resumes from ``last.pt`` and ends with bit-identical weights on CPU (same torch
+build and thread count: CPU kernels may reduce in a different order with another number of threads).
 """
 
 from __future__ import annotations

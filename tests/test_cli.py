@@ -55,6 +55,15 @@ def scan(tmp_path_factory) -> Path:
     return images[0]
 
 
+@pytest.fixture(scope="module")
+def small_scan(scan, tmp_path_factory) -> Path:
+    """Three slices of the phantom scan (same affine and header): cheaper for the option tests."""
+    image = nib.load(scan)
+    path = tmp_path_factory.mktemp("small") / "scan3.nii.gz"
+    nib.save(image.slicer[:, :, 4:7], path)
+    return path
+
+
 def test_segment_round_trips_a_phantom_volume(tmp_path, full_checkpoint, scan, capsys):
     checkpoint = full_checkpoint
     output, table = tmp_path / "out" / "mask.nii.gz", tmp_path / "out" / "slices.csv"
@@ -103,7 +112,8 @@ def test_segment_round_trips_a_phantom_volume(tmp_path, full_checkpoint, scan, c
     assert rows.foreground_px.tolist() == [int(data[:, :, z].sum()) for z in range(source.shape[2])]
 
 
-def test_segment_console_script(tmp_path, checkpoint, scan):
+def test_segment_console_script(tmp_path, checkpoint, small_scan):
+    scan = small_scan
     command = shutil.which("tedsnet")
     argv = [command] if command else [sys.executable, "-m", "tedsnet.cli"]
     output = tmp_path / "mask.nii"
@@ -117,7 +127,8 @@ def test_segment_console_script(tmp_path, checkpoint, scan):
     assert nib.load(output).shape == nib.load(scan).shape
 
 
-def test_segment_accepts_a_single_frame_4d_volume_and_scaled_input(tmp_path, checkpoint, scan):
+def test_segment_accepts_a_single_frame_4d_volume_and_scaled_input(tmp_path, checkpoint, small_scan):
+    scan = small_scan
     source = nib.load(scan)
     data = np.asarray(source.dataobj)[..., None]
     four_d = nib.Nifti1Image(data, source.affine)
@@ -166,9 +177,7 @@ def _write(path: Path, array: np.ndarray) -> Path:
         ("bad_threshold", r"--threshold must be in \(0, 1\)"),
     ],
 )
-def test_bad_input_exits_2_with_a_message_and_writes_nothing(
-    tmp_path, checkpoint, scan, capsys, case, message
-):
+def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, checkpoint, capsys, case, message):
     volume = np.zeros((40, 48, 3), np.int16)
     args = {"--checkpoint": str(checkpoint), "--input": str(_write(tmp_path / "scan.nii.gz", volume))}
     output, table = tmp_path / "mask.nii.gz", tmp_path / "slices.csv"
@@ -219,7 +228,8 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(
     assert after == before  # nothing written, nothing changed
 
 
-def test_overwrite_replaces_existing_outputs(tmp_path, checkpoint, scan):
+def test_overwrite_replaces_existing_outputs(tmp_path, checkpoint, small_scan):
+    scan = small_scan
     output, table = tmp_path / "mask.nii.gz", tmp_path / "slices.csv"
     output.write_bytes(b"old")
     table.write_text("old")

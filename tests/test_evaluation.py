@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import math
-import os
-import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -193,25 +191,3 @@ def test_prediction_fields_accepts_mapping_and_attributes():
     assert set(fields) == {"bulk", "ft"}
     with pytest.raises(ValueError, match="unknown field name"):
         prediction_fields(SimpleNamespace(displacements={"x": np.zeros(1)}))
-
-
-def test_speed_100_cases_under_two_seconds():
-    load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1):
-        pytest.skip(f"machine busy (load average {load:.1f}): a timing would mean nothing")
-    n = 100
-    split = make_split(n)
-    rng = np.random.default_rng(0)
-    preds = SimpleNamespace(
-        case_id=split.table["case_id"].to_numpy(),
-        binary=np.roll(split.labels, 2, axis=2),
-        disp_bulk=rng.normal(0, 0.3, (n, 2, 288, 416)).astype(np.float32),
-        disp_ft=rng.normal(0, 0.3, (n, 2, 288, 416)).astype(np.float32),
-    )
-    timings = []
-    for _ in range(3):  # best of 3: robust to other processes sharing the CPU
-        start = time.process_time()
-        df = evaluate_predictions(preds, split, "x")
-        timings.append(time.process_time() - start)
-    assert len(df) == n
-    assert min(timings) < 2.0, f"evaluating 100 cases took {min(timings):.2f} s CPU (target < 2 s)"
