@@ -20,7 +20,9 @@ def _requirements() -> dict[str, str]:
 
 def test_every_requirement_is_an_exact_pin_and_conda_env_matches():
     pins = _requirements()
-    assert {"torch", "torchvision", "segmentation-models-pytorch", "voxelmorph", "medpy", "gudhi"} <= set(pins)
+    assert {"torch", "torchvision", "segmentation-models-pytorch", "voxelmorph", "medpy", "gudhi"} <= set(
+        pins
+    )
     assert pins["torch"] == "2.14.1" and pins["torchvision"] == "0.29.1"
     env = yaml.safe_load((ROOT / "envs" / "tedsnet.yaml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))

@@ -28,7 +28,9 @@ def test_dice_bce_is_dice_plus_bce():
     torch.manual_seed(0)
     pred = torch.rand(2, 1, 8, 8)
     target = (torch.rand(2, 1, 8, 8) > 0.5).float()
-    expected = soft_dice_loss(pred, target, per_image=True) + torch.nn.functional.binary_cross_entropy(pred, target)
+    expected = soft_dice_loss(pred, target, per_image=True) + torch.nn.functional.binary_cross_entropy(
+        pred, target
+    )
     assert dice_bce_loss(pred, target) == pytest.approx(expected.item(), rel=1e-5)
 
 

@@ -127,7 +127,10 @@ def test_jacobian_local_fold_percentage():
         (lambda: dice(np.zeros(3), np.zeros(3)), "2-D mask"),
         (lambda: betti_numbers(np.ones((3, 3)), 6), "connectivity must be 4 or 8"),
         (lambda: hausdorff(np.ones((3, 3)), np.ones((3, 3)), spacing=(1, 0)), "spacing must be two positive"),
-        (lambda: hausdorff(np.ones((3, 3)), np.ones((3, 3)), percentile=120), r"percentile must be in \[0, 100\]"),
+        (
+            lambda: hausdorff(np.ones((3, 3)), np.ones((3, 3)), percentile=120),
+            r"percentile must be in \[0, 100\]",
+        ),
         (lambda: jacobian_determinant(np.zeros((3, 4, 4))), r"shape \(2, H, W\)"),
     ],
 )
