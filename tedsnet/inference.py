@@ -19,6 +19,7 @@ import pandas as pd
 import torch
 from torch import Tensor, nn
 
+from tedsnet.atomic import atomic_path
 from tedsnet.data.slices import crop_window, normalise_intensity
 from tedsnet.experiments import EXPERIMENTS, Experiment, get_experiment
 from tedsnet.metrics import betti_numbers, nonpositive_jacobian_percent
@@ -217,15 +218,8 @@ def save_predictions(path: str | os.PathLike, predictions: Predictions, *, compr
             f"save_predictions: soft and binary must both be (N, H, W), got {arrays['soft'].shape} and "
             f"{arrays['binary'].shape}."
         )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as handle:
-            (np.savez_compressed if compress else np.savez)(handle, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        (np.savez_compressed if compress else np.savez)(handle, **arrays)
     return path
 
 

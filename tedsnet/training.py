@@ -18,6 +18,7 @@ build and thread count: CPU kernels may reduce in a different order with another
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import logging
@@ -569,18 +570,21 @@ def _run(
         "image_size": image_size,
     }
 
+    run_validation = functools.partial(
+        validate,
+        model,
+        val_images,
+        val_labels,
+        prior,
+        batch_size=batch_size,
+        device=device,
+        threshold=threshold,
+        seg_loss=seg_fn,
+        beta=beta,
+    )
+
     if not experiment.trains:
-        val_dice, val_loss = validate(
-            model,
-            val_images,
-            val_labels,
-            prior,
-            batch_size=batch_size,
-            device=device,
-            threshold=threshold,
-            seg_loss=seg_fn,
-            beta=beta,
-        )
+        val_dice, val_loss = run_validation()
         row = dict.fromkeys(HISTORY_COLUMNS)
         row.update(epoch=0, step=0, images_seen=0, val_dice=val_dice, val_loss=val_loss, seconds=0.0, lr=0.0)
         best = {"epoch": 0, "val_dice": val_dice}
@@ -683,17 +687,7 @@ def _run(
                     bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", refresh=False)
                 if callback is not None:
                     callback({"epoch": epoch, "step": step, "batch": batch + 1, "loss": float(loss)})
-            val_dice, val_loss = validate(
-                model,
-                val_images,
-                val_labels,
-                prior,
-                batch_size=batch_size,
-                device=device,
-                threshold=threshold,
-                seg_loss=seg_fn,
-                beta=beta,
-            )
+            val_dice, val_loss = run_validation()
             elapsed += time.perf_counter() - epoch_start
             row = {
                 "epoch": epoch,

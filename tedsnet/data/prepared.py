@@ -27,6 +27,7 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
+from tedsnet.atomic import atomic_path
 from tedsnet.data.acdc import list_patient_dirs, read_cohort_table, read_patient
 from tedsnet.data.augment import augment_slice
 from tedsnet.data.slices import CROP, Slice, extract_slices
@@ -152,15 +153,8 @@ def save_split(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, 
     }
     for col in table.columns:
         arrays[_PREFIX + str(col)] = _column_array(table[col])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
     return path
 
 

@@ -5,35 +5,15 @@ A failing writer (an exception, a killed process) therefore never leaves a parti
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from tedsnet.atomic import atomic_path
+
 __all__ = ["atomic_path", "savefig_atomic", "write_csv_atomic", "write_text_atomic"]
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` when the block succeeds.
-
-    The parent folder is created. On an exception the temporary file is removed and the exception propagates.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
