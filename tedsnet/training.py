@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from tedsnet.atomic import atomic_path
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
 from tedsnet.losses import grad_loss
 from tedsnet.outputs import SegmentationOutput
@@ -185,23 +186,16 @@ def _derived_seed(seed: int, epoch: int) -> int:
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", newline="") as handle:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
-    os.replace(tmp, path)
 
 
 def _rng_states() -> dict[str, Any]:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tedsnet.atomic import atomic_path
+
 __all__ = ["write_montage"]
 
 
@@ -93,9 +95,6 @@ def write_montage(
         left=0.01, right=0.99, bottom=0.01, top=0.97 if titles else 0.99, wspace=0.03, hspace=0.15
     )
     path = Path(png_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         fig.savefig(fh, format="png", dpi=dpi)
-    os.replace(tmp, path)
     return path

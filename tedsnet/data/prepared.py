@@ -263,19 +263,8 @@ def _build_split(
                     "aug_tries": prm.tries if prm else 0,
                 }
             )
-    order = [
-        "case_id",
-        "slice_id",
-        "patient_id",
-        "group",
-        "phase",
-        "z",
-        "aug",
-        "spacing_row_mm",
-        "spacing_col_mm",
-    ]
+    order = [REQUIRED_COLUMNS[0], "slice_id", *REQUIRED_COLUMNS[1:]]  # clipped is the last required column
     order += [
-        "clipped",
         "split",
         "aug_kind",
         "rotation_deg",
@@ -412,9 +401,8 @@ def prepare_dataset(
         del prepared
     provenance = pd.concat(tables, ignore_index=True)
     write_splits(split_table, out_dir / "splits.csv")
-    tmp = out_dir / ".provenance.csv.tmp"
-    provenance.to_csv(tmp, index=False)
-    os.replace(tmp, out_dir / "provenance.csv")
+    with atomic_path(out_dir / "provenance.csv") as tmp:
+        provenance.to_csv(tmp, index=False)
     counts = {name: int((provenance["split"] == name).sum()) for name in SPLITS}
     seconds = time.perf_counter() - start
     meta = {

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tedsnet.atomic import atomic_path
+
 __all__ = [
     "FRACTIONS",
     "POOLED",
@@ -208,10 +210,8 @@ def write_splits(splits: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write ``splits.csv`` (columns patient_id, group, split; sorted by patient_id), atomically."""
     path = Path(path)
     _validate(splits, str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    splits[["patient_id", "group", "split"]].sort_values("patient_id").to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        splits[["patient_id", "group", "split"]].sort_values("patient_id").to_csv(tmp, index=False)
     return path
 
 
