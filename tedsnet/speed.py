@@ -4,7 +4,7 @@
     The model exactly as built from standard torch modules: the reference the benchmark compares against.
 ``fp32`` (default for training)
     The same maths as ``eager``: eval-mode outputs and fields equal it to float32 rounding (tested within 1e-5);
-    only how random dropout masks are drawn and how threads are used change.
+    dropout masks are drawn from a uniform tensor and instance norm runs on the fused group-norm kernel.
 ``fast``
     ``fp32`` plus bf16 autocast on the convolutional feature networks; the diffeomorphic layers (bounded
     velocity, composition layers, Gaussian smoothing, super upsample, warping) stay in float32.
@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 SPEED_MODES = ("eager", "fp32", "fast")
@@ -46,23 +47,57 @@ class FastDropout(nn.Module):
         return f"p={self.p}"
 
 
-class AutocastFeatures(nn.Module):
-    """Run a feature network under bf16 autocast and hand float32 tensors on.
+class GroupInstanceNorm(nn.Module):
+    """Instance normalisation without affine parameters, computed by ``F.group_norm`` with one group per channel.
 
-    Shapes: whatever the wrapped module takes and returns; tensors in the output (also inside lists and
-    tuples) are cast to float32.
+    The same statistics as ``nn.InstanceNorm2d(C, affine=False)`` (biased variance over H x W per image and
+    channel; equal to float32 rounding, tested), but on CPU PyTorch's group-norm kernel is fused while instance
+    norm goes through a reshaped batch norm: measured ~10x faster forward and ~3x forward+backward at 5 x 12 x 144 x
+    208 on 2 threads.
+
+    Shapes: (B, C, H, W) -> (B, C, H, W).
     """
 
-    def __init__(self, module: nn.Module, dtype: torch.dtype = torch.bfloat16) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5) -> None:
         super().__init__()
-        self.module = module
-        self.dtype = dtype
+        self.num_features = int(num_features)
+        self.eps = float(eps)
 
-    def forward(self, *args, **kwargs):
-        device_type = next(self.module.parameters()).device.type
-        with torch.autocast(device_type=device_type, dtype=self.dtype):
-            out = self.module(*args, **kwargs)
-        return _to_float(out)
+    def forward(self, x: Tensor) -> Tensor:
+        return F.group_norm(x, self.num_features, eps=self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.num_features}, eps={self.eps}"
+
+
+def _enter_autocast(module: nn.Module, args) -> None:
+    device_type = next(module.parameters()).device.type
+    context = torch.autocast(device_type=device_type, dtype=module.autocast_dtype)
+    context.__enter__()
+    module._autocast_contexts.append(context)
+
+
+def _leave_autocast(module: nn.Module, args, output):
+    module._autocast_contexts.pop().__exit__(None, None, None)
+    return _to_float(output)
+
+
+def autocast_features(module: nn.Module, dtype: torch.dtype = torch.bfloat16) -> nn.Module:
+    """Run ``module`` (in place) under ``dtype`` autocast and hand float32 tensors on; return it.
+
+    Done with a forward pre-hook and a forward hook, so the module, its parameter names and its state dict stay
+    those of the plain model (checkpoints load in every mode). Tensors in the output (also inside lists and
+    tuples) are cast to float32. Calling it twice on a module does nothing more.
+
+    Shapes: whatever the module takes and returns.
+    """
+    if getattr(module, "autocast_dtype", None) is not None:
+        return module
+    module.autocast_dtype = dtype
+    module._autocast_contexts = []
+    module.register_forward_pre_hook(_enter_autocast)
+    module.register_forward_hook(_leave_autocast, always_call=True)
+    return module
 
 
 def _to_float(value):
@@ -73,12 +108,19 @@ def _to_float(value):
     return value
 
 
-def _replace_dropout(module: nn.Module) -> None:
+def _plain_instance_norm(module: nn.Module) -> bool:
+    return type(module) is nn.InstanceNorm2d and not module.affine and not module.track_running_stats
+
+
+def _replace_fp32_modules(module: nn.Module) -> None:
+    """nn.Dropout -> FastDropout, plain nn.InstanceNorm2d -> GroupInstanceNorm (no parameters either way)."""
     for name, child in module.named_children():
         if type(child) is nn.Dropout:
             setattr(module, name, FastDropout(child.p).train(child.training))
+        elif _plain_instance_norm(child):
+            setattr(module, name, GroupInstanceNorm(child.num_features, child.eps).train(child.training))
         else:
-            _replace_dropout(child)
+            _replace_fp32_modules(child)
 
 
 def _feature_networks(model: nn.Module) -> Iterable[tuple[nn.Module, str]]:
@@ -109,17 +151,16 @@ def apply_speed_mode(model: nn.Module, mode: str) -> nn.Module:
     Returns
     -------
     nn.Module
-        The same object. Parameters and their names are unchanged except that ``fast`` nests feature networks
-        one level deeper (``encoder.module.*``); load weights before switching to ``fast``.
+        The same object, with the same parameters, names and state-dict keys in every mode.
     """
     if mode not in SPEED_MODES:
         raise ValueError(f"apply_speed_mode: mode must be one of {SPEED_MODES}, got {mode!r}.")
     if mode == "eager":
         return model
-    _replace_dropout(model)
+    _replace_fp32_modules(model)
     if mode == "fast":
         for parent, name in list(_feature_networks(model)):
             child = parent._modules[name]
-            if not isinstance(child, AutocastFeatures) and any(True for _ in child.parameters()):
-                parent._modules[name] = AutocastFeatures(child)
+            if any(True for _ in child.parameters()):
+                autocast_features(child)
     return model

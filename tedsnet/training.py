@@ -38,6 +38,7 @@ from tedsnet.atomic import atomic_path
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
 from tedsnet.losses import grad_loss
 from tedsnet.outputs import SegmentationOutput
+from tedsnet.speed import SPEED_MODES, apply_speed_mode
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -389,6 +390,7 @@ def train(
     time_budget_s: float | None = None,
     patience: int | None = None,
     callback: Callable[[Mapping[str, Any]], None] | None = None,
+    speed_mode: str = "fp32",
 ) -> TrainResult:
     """Train (or resume training) one experiment and write best.pt, last.pt and history.csv to ``out_dir``.
 
@@ -431,6 +433,11 @@ def train(
         Stop when the validation Dice has not improved for this many epochs.
     callback : callable, optional
         Called after every optimisation step with a mapping ``{"epoch", "step", "batch", "loss"}``.
+    speed_mode : {"fp32", "eager", "fast"}
+        How the model runs (:mod:`tedsnet.speed`): ``fp32`` (default) is the plain model's maths with cheaper
+        dropout masks; ``eager`` the plain model; ``fast`` adds bf16 autocast on the convolutional feature
+        networks. Part of the run's configuration (a run resumes only in its own mode); checkpoints hold the plain
+        model's state dict in every mode.
 
     Returns
     -------
@@ -466,6 +473,8 @@ def train(
         raise ValueError(f"train: time_budget_s must be > 0 seconds or None, got {time_budget_s!r}.")
     if patience is not None and patience < 1:
         raise ValueError(f"train: patience must be >= 1 or None, got {patience!r}.")
+    if speed_mode not in SPEED_MODES:
+        raise ValueError(f"train: speed_mode must be one of {SPEED_MODES}, got {speed_mode!r}.")
     epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
     say = log if log is not None else LOGGER.info
 
@@ -488,6 +497,7 @@ def train(
         "threshold": float(threshold),
         "seg_loss": seg_loss,
         "optimizer": "Adam",
+        "speed_mode": speed_mode,
         "image_size": list(image_size),
         "train_data": _fingerprint(train_images, train_labels),
         "val_data": _fingerprint(val_images, val_labels),
@@ -523,6 +533,7 @@ def train(
             time_budget_s=time_budget_s,
             patience=patience,
             callback=callback,
+            speed_mode=speed_mode,
         )
     finally:
         if num_threads is not None:
@@ -551,10 +562,11 @@ def _run(
     time_budget_s: float | None,
     patience: int | None,
     callback: Callable[[Mapping[str, Any]], None] | None,
+    speed_mode: str,
 ) -> TrainResult:
     train_images, train_labels = train_data
     val_images, val_labels = val_data
-    model = experiment.build(seed=seed).to(device)
+    model = apply_speed_mode(experiment.build(seed=seed), speed_mode).to(device)
     prior = experiment.prior_tensor(image_size, device=device)
     beta = float(experiment.beta)
     common = {

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-CONFIGS = ("default", "smoke", "paper")
+CONFIGS = ("default", "smoke", "paper", "acdc_cpu")
 SLURM_PIN = "snakemake-executor-plugin-slurm==2.8.0"
 TABLE1_EXPERIMENTS = [
     "prior",
@@ -114,7 +114,7 @@ def test_rules_are_snakefmt_formatted():
 
 @pytest.mark.parametrize("name", CONFIGS)
 def test_dry_run_of_every_config(workdir, acdc_stub, name):
-    env = {"TEDSNET_ACDC_ROOT": str(acdc_stub)} if name == "paper" else None
+    env = {"TEDSNET_ACDC_ROOT": str(acdc_stub)} if name in ("paper", "acdc_cpu") else None
     result = snakemake(workdir, "-n", "--cores", "2", "--configfile", f"workflow/config/{name}.yaml", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
@@ -129,19 +129,50 @@ def test_dry_run_of_every_config(workdir, acdc_stub, name):
     models = len(config["experiments"]) + extra
     assert counts["train"] == models * seeds and counts["predict"] == models * seeds
     assert counts["evaluate"] == models
-    for rule in (
-        "prepare_dataset",
-        "table1",
-        "stats",
-        "figure4",
-        "figure3",
-        "learning_curves",
-        "report",
-        "all",
-    ):
+    assert counts["training_log"] == models * seeds
+    for rule in ("prepare_dataset", "table1", "stats", "figure3", "learning_curves", "report", "all"):
         assert counts[rule] == 1
-    assert counts.get("phantom_cohort", 0) == (0 if name == "paper" else 1)
+    has_sweeps = bool(config["figure4"]["int_steps"] or config["figure4"]["prior_radius"])
+    assert counts.get("figure4", 0) == int(has_sweeps)
+    assert counts.get("phantom_cohort", 0) == (0 if config["data"]["source"] == "acdc" else 1)
     assert f"results/{config['run']}/report.md" in result.stdout
+
+
+def test_a_part_runs_only_its_models(workdir, acdc_stub):
+    env = {"TEDSNET_ACDC_ROOT": str(acdc_stub)}
+    args = ("-n", "--cores", "2", "--configfile", "workflow/config/acdc_cpu.yaml", "--config")
+    result = snakemake(workdir, *args, "part=ablations", env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts["train"] == counts["predict"] == counts["evaluate"] == counts["training_log"] == 6
+    assert not {"table1", "stats", "report", "figure3"} & set(counts)
+    assert "results/acdc_cpu/metrics/A6.csv" in result.stdout
+    assert "models/tedsnet/" not in result.stdout
+
+    unknown = snakemake(workdir, *args, "part=everything", env=env)
+    assert unknown.returncode != 0
+    assert "part 'everything' is not in this config's parts (main, ablations)" in unknown.stdout + unknown.stderr
+
+
+def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path, acdc_stub):
+    work = copy_workflow(tmp_path)
+    env = {"TEDSNET_ACDC_ROOT": str(acdc_stub)}
+    args = ("-n", "--cores", "2", "--configfile", "workflow/config/acdc_cpu.yaml", "--config", "part=report")
+    empty = snakemake(work, *args, env=env)
+    assert empty.returncode != 0
+    assert "part=report found no per-case metrics under results/acdc_cpu/metrics/" in empty.stdout + empty.stderr
+
+    out = work / "results" / "acdc_cpu"
+    (out / "metrics").mkdir(parents=True)
+    for exp in ("prior", "unet", "tedsnet"):  # only some rows: the others are named as not run
+        (out / "metrics" / f"{exp}.csv").write_text("case_id\n")
+        (out / "training_logs" / exp).mkdir(parents=True)
+        (out / "training_logs" / exp / "seed0.csv").write_text("epoch\n")
+    result = snakemake(work, *args, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    counts = job_counts(result.stdout)
+    assert counts == {"table1": 1, "stats": 1, "learning_curves": 1, "report": 1, "all": 1}
+    assert "workflow/resources/acdc_split.csv" in result.stdout  # no prepared data needed
 
 
 def test_paper_config_needs_an_acdc_root(workdir):
@@ -232,6 +263,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
         "train": 1,
         "predict": 1,
         "evaluate": 1,
+        "training_log": 1,
         "table1": 1,
         "stats": 1,
         "learning_curves": 1,
@@ -241,6 +273,17 @@ def test_smoke_workflow_end_to_end(tmp_path):
     rerun = snakemake(work, *args, timeout=600)
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
     assert (out / "models" / "A3" / "seed0" / "best.pt").exists()
+
+    # part=report rebuilds the tables and the report from the per-case CSVs and training logs alone.
+    shutil.rmtree(out / "models")
+    shutil.rmtree(out / "predictions")
+    for name in ("table1.csv", "stats.csv", "learning_curves.png", "report.md"):
+        (out / name).unlink()
+    from_parts = snakemake(work, *args, "--config", "part=report", timeout=600)
+    assert from_parts.returncode == 0, from_parts.stdout[-3000:] + from_parts.stderr[-3000:]
+    assert "rule train" not in from_parts.stdout and "rule predict" not in from_parts.stdout
+    assert pd.read_csv(out / "table1.csv")["experiment"].tolist() == TABLE1_EXPERIMENTS
+    assert "Built with `part=report`" in (out / "report.md").read_text()
 
     # A failing rule leaves no partial output: a broken metrics table makes table1 and stats fail.
     (out / "metrics" / "A3.csv").write_text("not,a\nmetrics,table\n")

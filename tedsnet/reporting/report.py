@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from tedsnet.reporting.answers import answer_questions
 from tedsnet.reporting.table1 import (
     TABLE1_LABELS,
     format_mean_std,
@@ -386,6 +387,7 @@ def build_report(
     figure4_summary: pd.DataFrame | None = None,
     checkpoints: pd.DataFrame | None = None,
     notes: Sequence[str] = (),
+    curves: pd.DataFrame | None = None,
 ) -> str:
     """The Markdown text of ``report.md``.
 
@@ -416,6 +418,9 @@ def build_report(
         :func:`tedsnet.reporting.figure4.figure4_summary` output.
     checkpoints : DataFrame, optional
         :func:`file_fingerprints` of the evaluated checkpoints.
+    curves : DataFrame, optional
+        learning_curves.csv; with ``paper``, the report answers the reproduction questions
+        (:func:`tedsnet.reporting.answers.answer_questions`).
     notes : sequence of str
         Extra lines for the "what was run" section.
 
@@ -462,6 +467,8 @@ def build_report(
             "of HD.\n"
         )
         out.append(markdown_table(paper_comparison(summary, paper)))
+        out.append("## Reproduction questions, answered from this run\n")
+        out.append(answer_questions(summary, paper, curves, verdict.passing()))
     out.append("## Paired tests (TEDS-Net vs each row)\n")
     out.append(
         "Two-sided. Slice level: paired t-test over the test slices (the paper's test). Patient level: paired "

@@ -81,8 +81,49 @@ FIGURE3_MODELS = [
 ]
 
 
+def _active_models(part, parts):
+    """The models this invocation may train, predict and evaluate (`--config part=...`): all of them (no part),
+    one part's, or none (`report`: the tables are built from the per-case CSVs and training logs of the parts
+    already run, e.g. committed ones)."""
+    if part is None:
+        return MODELS
+    if part == "report":
+        return []
+    if part not in parts:
+        raise WorkflowError(
+            f"part {part!r} is not in this config's parts ({', '.join(parts) or 'none defined'}); use one of "
+            "those, or part=report to build the tables from the parts already run."
+        )
+    unknown = [m for m in parts[part] if m not in MODELS]
+    if unknown:
+        raise WorkflowError(
+            f"part {part!r} lists {unknown}, which are neither Table 1 rows (experiments) nor Figure 4 points."
+        )
+    return list(parts[part])
+
+
+PART = config.get("part")
+ACTIVE = _active_models(PART, config["parts"])
+# Table 1 rows: every experiment, or (part=report) those whose per-case CSV exists; the others are named.
+if PART == "report":
+    ROWS = [e for e in EXPERIMENTS if os.path.exists(f"{R}/metrics/{e}.csv")]
+    MISSING_ROWS = [e for e in EXPERIMENTS if e not in ROWS]
+    SWEEP_EXPERIMENTS = [
+        e for e in SWEEP_EXPERIMENTS if os.path.exists(f"{R}/metrics/{e}.csv")
+    ]
+    if not ROWS:
+        raise WorkflowError(
+            f"part=report found no per-case metrics under {R}/metrics/: run the parts first "
+            f"({', '.join(config['parts']) or 'no parts defined'})."
+        )
+else:
+    ROWS, MISSING_ROWS = EXPERIMENTS, []
+CURVE_MODELS = [m for m in MODELS if m in ROWS or m in SWEEP_EXPERIMENTS]
+
+
+# Only the active models have train/predict/evaluate jobs; any other model's files are inputs that must exist.
 wildcard_constraints:
-    exp="|".join(re.escape(m) for m in MODELS),
+    exp="|".join(re.escape(m) for m in ACTIVE) or "(?!)",
     seed=r"\d+",
 
 
@@ -99,10 +140,6 @@ def model_dir(exp, seed):
 
 def checkpoint_files(exp):
     return [f"{model_dir(exp, seed)}/best.pt" for seed in SEEDS]
-
-
-def histories(models):
-    return [f"{model_dir(exp, seed)}/history.csv" for exp in models for seed in SEEDS]
 
 
 def predictions(exp, seeds=None):
@@ -125,18 +162,64 @@ def dataset_inputs(wildcards):
     return {}
 
 
-def final_outputs():
-    """What `all` asks for: the published artefacts, plus every checkpoint and per-case table, so that deleting
-    one of those re-runs it and exactly what depends on it (Snakemake regenerates a missing intermediate file only
-    when some job that needs it runs)."""
+def training_logs(models):
+    """Per-epoch training histories copied out of the model folders (numbers only; committed for ACDC runs)."""
     return [
-        *[c for exp in MODELS for c in checkpoint_files(exp)],
-        *metrics_files(MODELS),
+        f"{R}/training_logs/{exp}/seed{seed}.csv" for exp in models for seed in SEEDS
+    ]
+
+
+def figure_outputs():
+    """Figure 4 when the config has sweep points, Figure 3 when predictions are local (not part=report)."""
+    out = {}
+    if SWEEP_EXPERIMENTS:
+        out.update(figure4=f"{R}/figure4.png", figure4_csv=f"{R}/figure4.csv")
+    if PART is None:
+        out["figure3"] = f"{R}/figure3.png"
+    return out
+
+
+def final_outputs():
+    """What `all` asks for. Whole run: the published artefacts, plus every checkpoint and per-case table, so that
+    deleting one of those re-runs it and exactly what depends on it (Snakemake regenerates a missing intermediate
+    file only when some job that needs it runs). One part: its checkpoints, per-case tables and training logs.
+    part=report: the tables, figures and report from the parts already run."""
+    part_outputs = [
+        *[c for exp in ACTIVE for c in checkpoint_files(exp)],
+        *metrics_files(ACTIVE),
+        *training_logs(ACTIVE),
+    ]
+    if PART not in (None, "report"):
+        return part_outputs
+    return [
+        *part_outputs,
         *expand(f"{R}/table1.{{ext}}", ext=("csv", "md", "tex")),
         f"{R}/stats.csv",
-        f"{R}/figure4.png",
-        f"{R}/figure4.pdf",
-        f"{R}/figure3.png",
+        *figure_outputs().values(),
+        *([f"{R}/figure4.pdf"] if SWEEP_EXPERIMENTS else []),
         f"{R}/learning_curves.png",
         f"{R}/report.md",
     ]
+
+
+def report_inputs():
+    """The report's inputs; the split table is the committed official one when the data are not prepared here."""
+    inputs = {
+        "table1": f"{R}/table1.csv",
+        "stats": f"{R}/stats.csv",
+        "curves": f"{R}/learning_curves.png",
+        "curves_csv": f"{R}/learning_curves.csv",
+        "paper": "workflow/resources/paper_table1.csv",
+        **figure_outputs(),
+    }
+    if (
+        PART == "report"
+        and ACDC_ROOT is not None
+        and config["data"]["split"]["official_acdc"]
+    ):
+        inputs["splits"] = "workflow/resources/acdc_split.csv"
+    else:
+        inputs["splits"] = f"{R}/data/splits.csv"
+    if PART is None:
+        inputs["checkpoints"] = [c for exp in MODELS for c in checkpoint_files(exp)]
+    return inputs

@@ -18,3 +18,16 @@ rule evaluate:
         threshold=config["evaluation"]["threshold"],
     script:
         "../scripts/evaluate.py"
+
+
+rule training_log:
+    input:
+        f"{R}/models/{{exp}}/seed{{seed}}/history.csv",
+    output:
+        f"{R}/training_logs/{{exp}}/seed{{seed}}.csv",
+    log:
+        f"{R}/logs/training_log/{{exp}}/seed{{seed}}.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/training_log.py"

@@ -3,7 +3,7 @@
 
 rule table1:
     input:
-        metrics_files(EXPERIMENTS),
+        metrics_files(ROWS),
     output:
         csv=f"{R}/table1.csv",
         md=f"{R}/table1.md",
@@ -18,7 +18,7 @@ rule table1:
 
 rule stats:
     input:
-        metrics_files(EXPERIMENTS),
+        metrics_files(ROWS),
     output:
         f"{R}/stats.csv",
     log:
@@ -70,7 +70,7 @@ rule figure3:
 
 rule learning_curves:
     input:
-        histories(MODELS),
+        training_logs(CURVE_MODELS),
     output:
         png=f"{R}/learning_curves.png",
         csv=f"{R}/learning_curves.csv",
@@ -79,23 +79,15 @@ rule learning_curves:
     conda:
         CONDA_ENV
     params:
-        runs=[(exp, seed) for exp in MODELS for seed in SEEDS],
-        batch_sizes={exp: train_options(exp)["batch_size"] for exp in MODELS},
+        runs=[(exp, seed) for exp in CURVE_MODELS for seed in SEEDS],
+        batch_sizes={exp: train_options(exp)["batch_size"] for exp in CURVE_MODELS},
     script:
         "../scripts/learning_curves.py"
 
 
 rule report:
     input:
-        table1=f"{R}/table1.csv",
-        stats=f"{R}/stats.csv",
-        figure4=f"{R}/figure4.png",
-        figure4_csv=f"{R}/figure4.csv",
-        figure3=f"{R}/figure3.png",
-        curves=f"{R}/learning_curves.png",
-        paper="workflow/resources/paper_table1.csv",
-        splits=f"{R}/data/splits.csv",
-        checkpoints=[c for exp in MODELS for c in checkpoint_files(exp)],
+        unpack(lambda wildcards: report_inputs()),
     output:
         f"{R}/report.md",
     log:
@@ -104,7 +96,8 @@ rule report:
         CONDA_ENV
     params:
         run=RUN,
-        models=[(exp, seed) for exp in MODELS for seed in SEEDS],
+        models=[(exp, seed) for exp in MODELS for seed in SEEDS] if PART is None else [],
+        missing_rows=MISSING_ROWS,
         config=config,
         benchmarks=f"{R}/benchmarks",
         acdc_root=ACDC_ROOT,

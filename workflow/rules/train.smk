@@ -24,6 +24,7 @@ rule train:
         threshold=config["training"]["threshold"],
         device=config["training"]["device"],
         resume=config["training"]["resume"],
+        speed_mode=config["training"]["speed_mode"],
         work=lambda wildcards: f"{model_dir(wildcards.exp, wildcards.seed)}/work",
     script:
         "../scripts/train.py"

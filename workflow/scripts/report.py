@@ -44,8 +44,23 @@ def main(snakemake) -> None:
         figures = {
             key: os.path.relpath(getattr(snakemake.input, key), out_dir)
             for key in ("figure4", "figure3", "curves")
+            if key in snakemake.input.keys()
         }
         training = config["training"]
+        notes = [
+            f"Training: {training['epochs']} epochs, batch {training['batch_size']}, lr {training['lr']}, "
+            f"threshold {training['threshold']}, speed mode {training['speed_mode']}, device {training['device']}, "
+            f"per-experiment overrides {training['overrides'] or 'none'}",
+        ]
+        if config.get("part") == "report":
+            notes.append(
+                "Built with `part=report` from the per-case CSVs and training logs of the parts already run: "
+                + ", ".join(f"{name} ({', '.join(models)})" for name, models in config["parts"].items())
+            )
+        if snakemake.params.missing_rows:
+            notes.append(
+                "**Rows not run yet** (no per-case CSV): " + ", ".join(snakemake.params.missing_rows)
+            )
         text = build_report(
             run=snakemake.params.run,
             summary=summary,
@@ -58,20 +73,19 @@ def main(snakemake) -> None:
             seeds=training["seeds"],
             versions=package_versions(),
             benchmarks=read_benchmarks(snakemake.params.benchmarks),
-            figure4_summary=pd.read_csv(snakemake.input.figure4_csv),
+            figure4_summary=(
+                pd.read_csv(snakemake.input.figure4_csv) if "figure4_csv" in snakemake.input.keys() else None
+            ),
             checkpoints=file_fingerprints(
                 [
                     (exp, seed, path)
                     for (exp, seed), path in zip(
-                        snakemake.params.models, snakemake.input.checkpoints, strict=True
+                        snakemake.params.models, snakemake.input.get("checkpoints", []), strict=True
                     )
                 ]
             ),
-            notes=[
-                f"Training: {training['epochs']} epochs, batch {training['batch_size']}, lr {training['lr']}, "
-                f"threshold {training['threshold']}, device {training['device']}, "
-                f"per-experiment overrides {training['overrides'] or 'none'}",
-            ],
+            notes=notes,
+            curves=pd.read_csv(snakemake.input.curves_csv),
         )
         write_text_atomic(snakemake.output[0], text)
 

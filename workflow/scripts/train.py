@@ -52,6 +52,7 @@ def main(snakemake) -> None:
             "num_threads": int(snakemake.threads),
             "patience": options.get("patience"),
             "time_budget_s": options.get("time_budget_s"),
+            "speed_mode": snakemake.params.speed_mode,
             "log": log.info,
             "progress": True,
         }

@@ -1,0 +1,81 @@
+"""The reproduction questions of report.md are answered from the numbers given (tedsnet.reporting.answers)."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from tedsnet.reporting.answers import answer_questions, budget_table, jacobian_pattern
+
+
+def _row(experiment, dice, topo, bulk=math.nan, ft=math.nan, hd=3.0):
+    return {
+        "experiment": experiment,
+        "dice_mean": dice,
+        "hd_px_mean": hd,
+        "nonpos_jac_bulk_pct_mean": bulk,
+        "nonpos_jac_ft_pct_mean": ft,
+        "incorrect_topology": topo,
+        "n_test": 100,
+    }
+
+
+@pytest.fixture
+def paper():
+    return pd.read_csv("workflow/resources/paper_table1.csv")
+
+
+def test_jacobian_pattern_compares_folds_and_topology_with_the_paper(paper):
+    summary = pd.DataFrame(
+        [
+            _row("A1", 0.8, 5, bulk=12.0, ft=0.5),  # folds and errors, as the paper
+            _row("A3", 0.8, 0, bulk=0.0, ft=3.0),  # folds, no errors: differs
+            _row("A4", 0.8, 0, bulk=0.0, ft=0.0),  # none, as the paper
+            _row("tedsnet", 0.8, 1, bulk=0.0, ft=0.0),  # an error: differs
+        ]
+    )
+    pattern = jacobian_pattern(summary, paper).set_index("experiment")
+    assert pattern.loc["A1", "folds_pct"] == 12.0
+    assert pattern.loc["A1", "agrees"]
+    assert not pattern.loc["A3", "agrees"]
+    assert pattern.loc["A4", "agrees"]
+    assert not pattern.loc["tedsnet", "agrees"]
+    assert pattern.loc["A3", "paper_topology_errors"] == 35
+
+
+def test_budget_table_reads_dice_against_epochs():
+    curves = pd.DataFrame(
+        {
+            "experiment": ["prior"] + ["tedsnet"] * 3 + ["unet"] * 2,
+            "seed": 0,
+            "epoch": [0, 1, 2, 3, 1, 2],
+            "images_seen": [0, 6000, 12000, 18000, 6000, 12000],
+            "val_dice": [0.17, 0.5, 0.65, 0.72, 0.80, 0.801],
+        }
+    )
+    table = budget_table(curves, paper_epochs=200).set_index("experiment")
+    assert "prior" not in table.index
+    assert table.loc["tedsnet", "paper_fraction"] == pytest.approx(18000 / 1_200_000)
+    assert table.loc["tedsnet", "val_dice_by_epoch"] == [0.5, 0.65, 0.72]
+    assert table.loc["tedsnet", "last_gain"] == pytest.approx(0.07)
+    assert table.loc["tedsnet", "still_rising"]
+    assert not table.loc["unet", "still_rising"]
+
+
+def test_answers_name_the_guard_and_the_counts(paper):
+    summary = pd.DataFrame(
+        [
+            _row("prior", 0.16, 0),
+            _row("unet", 0.85, 7),
+            _row("unet_smp", 0.5, 40),
+            _row("tedsnet", 0.78, 0, 0, 0),
+        ]
+    )
+    text = answer_questions(summary, paper, None, passing=["unet", "tedsnet"])
+    assert "Yes: 0/100 test slices with incorrect topology" in text
+    assert "U-Net (paper): 7/100 incorrect at mean Dice 0.850 (past the guard)" in text
+    assert "U-Net (smp): 40/100 incorrect at mean Dice 0.500 (below the guard" in text
+    assert "TEDS-Net: Dice 0.780 vs 0.86 (-0.080)" in text
+    assert "No learning curves." in text
+    failing = answer_questions(summary.assign(incorrect_topology=[0, 7, 40, 2]), paper, None, passing=[])
+    assert "No: 2/100" in failing and "**below the guard** (no conclusion)" in failing
