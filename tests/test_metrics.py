@@ -13,6 +13,7 @@ from tedsnet.metrics import (
     jacobian_determinant,
     jacobian_determinant_central,
     nonpositive_jacobian_percent,
+    nonpositive_jacobian_percents,
 )
 from tedsnet.priors import ring_prior
 
@@ -137,3 +138,13 @@ def test_jacobian_local_fold_percentage():
 def test_metric_input_checks(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_both_jacobian_percentages_at_once_equal_the_separate_ones():
+    rng = np.random.default_rng(7)
+    for scale in (0.1, 1.0, 3.0):  # from no folds to many
+        disp = (rng.normal(size=(2, 37, 53)) * scale).astype(np.float32)
+        forward, central = nonpositive_jacobian_percents(disp)
+        assert forward == nonpositive_jacobian_percent(disp)
+        assert central == nonpositive_jacobian_percent(disp, central=True)
+    assert nonpositive_jacobian_percents(np.zeros((2, 5, 6))) == (0.0, 0.0)

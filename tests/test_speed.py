@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tedsnet.experiments import get_experiment
-from tedsnet.speed import FastDropout, GroupInstanceNorm, apply_speed_mode
+from tedsnet.speed import FastDropout, FastMaxPool2d, GroupInstanceNorm, apply_speed_mode
 
 H, W = 144, 208
 
@@ -131,3 +131,22 @@ def test_fp32_mode_replaces_only_plain_instance_norms():
     )
     apply_speed_mode(model, "fp32")
     assert [type(m).__name__ for m in model] == ["GroupInstanceNorm", "InstanceNorm2d", "FastDropout"]
+
+
+def test_fast_max_pool_equals_max_pool_with_and_without_autograd():
+    x = torch.randn(2, 3, 12, 18, generator=torch.Generator().manual_seed(3))
+    x[0, 0, 0, 0] = float("nan")
+    pool, fast = torch.nn.MaxPool2d(2), FastMaxPool2d()
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x), pool(x), equal_nan=True, atol=0, rtol=0)
+    odd = torch.randn(1, 2, 7, 9)
+    torch.testing.assert_close(fast(odd), pool(odd), atol=0, rtol=0)  # floor, as MaxPool2d
+    a, b = x.nan_to_num().requires_grad_(), x.nan_to_num().requires_grad_()
+    pool(a).sum().backward()
+    fast(b).sum().backward()
+    assert torch.equal(a.grad, b.grad)
+    model = torch.nn.Sequential(
+        torch.nn.MaxPool2d(2), torch.nn.MaxPool2d(3), torch.nn.MaxPool2d(2, ceil_mode=True)
+    )
+    apply_speed_mode(model, "fp32")
+    assert [type(m).__name__ for m in model] == ["FastMaxPool2d", "MaxPool2d", "MaxPool2d"]

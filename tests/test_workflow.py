@@ -151,7 +151,9 @@ def test_a_part_runs_only_its_models(workdir, acdc_stub):
 
     unknown = snakemake(workdir, *args, "part=everything", env=env)
     assert unknown.returncode != 0
-    assert "part 'everything' is not in this config's parts (main, ablations)" in unknown.stdout + unknown.stderr
+    assert (
+        "part 'everything' is not in this config's parts (main, ablations)" in unknown.stdout + unknown.stderr
+    )
 
 
 def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path, acdc_stub):
@@ -160,7 +162,9 @@ def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path, acdc
     args = ("-n", "--cores", "2", "--configfile", "workflow/config/acdc_cpu.yaml", "--config", "part=report")
     empty = snakemake(work, *args, env=env)
     assert empty.returncode != 0
-    assert "part=report found no per-case metrics under results/acdc_cpu/metrics/" in empty.stdout + empty.stderr
+    assert (
+        "part=report found no per-case metrics under results/acdc_cpu/metrics/" in empty.stdout + empty.stderr
+    )
 
     out = work / "results" / "acdc_cpu"
     (out / "metrics").mkdir(parents=True)
