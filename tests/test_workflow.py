@@ -156,11 +156,11 @@ def test_a_part_runs_only_its_models(workdir, acdc_stub):
     )
 
 
-def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path, acdc_stub):
+def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path):
+    """No ACDC root needed: the report reads only per-case CSVs, training logs and the committed split."""
     work = copy_workflow(tmp_path)
-    env = {"TEDSNET_ACDC_ROOT": str(acdc_stub)}
     args = ("-n", "--cores", "2", "--configfile", "workflow/config/acdc_cpu.yaml", "--config", "part=report")
-    empty = snakemake(work, *args, env=env)
+    empty = snakemake(work, *args)
     assert empty.returncode != 0
     assert (
         "part=report found no per-case metrics under results/acdc_cpu/metrics/" in empty.stdout + empty.stderr
@@ -172,7 +172,7 @@ def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path, acdc
         (out / "metrics" / f"{exp}.csv").write_text("case_id\n")
         (out / "training_logs" / exp).mkdir(parents=True)
         (out / "training_logs" / exp / "seed0.csv").write_text("epoch\n")
-    result = snakemake(work, *args, env=env)
+    result = snakemake(work, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts == {"table1": 1, "stats": 1, "learning_curves": 1, "report": 1, "all": 1}

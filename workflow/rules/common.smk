@@ -11,7 +11,8 @@ CONDA_ENV = "../../envs/tedsnet.yaml"
 
 
 def _resolve_data_source(config):
-    """Apply the `acdc_root` shortcut and the environment variable; check the ACDC root exists."""
+    """Apply the `acdc_root` shortcut and the environment variable; check the ACDC root exists (part=report reads
+    no data and needs none)."""
     data = config["data"]
     switched = False
     if config.get("acdc_root"):
@@ -21,6 +22,8 @@ def _resolve_data_source(config):
     if data["source"] != "acdc":
         return None, False
     root = data["acdc_root"] or os.environ.get(ACDC_ENV, "")
+    if not root and config.get("part") == "report":
+        return None, switched
     if not root:
         raise WorkflowError(
             "data.source is 'acdc' but no ACDC root is given: pass --config acdc_root=/path/to/acdc "
@@ -214,7 +217,7 @@ def report_inputs():
     }
     if (
         PART == "report"
-        and ACDC_ROOT is not None
+        and config["data"]["source"] == "acdc"
         and config["data"]["split"]["official_acdc"]
     ):
         inputs["splits"] = "workflow/resources/acdc_split.csv"

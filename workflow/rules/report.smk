@@ -100,6 +100,5 @@ rule report:
         missing_rows=MISSING_ROWS,
         config=config,
         benchmarks=f"{R}/benchmarks",
-        acdc_root=ACDC_ROOT,
     script:
         "../scripts/report.py"

@@ -26,8 +26,8 @@ def main(snakemake) -> None:
         splits = pd.read_csv(snakemake.input.splits)
         counts = splits["split"].value_counts()
         split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "val", "test"))
-        if snakemake.params.acdc_root:
-            source = f"ACDC training set at `{snakemake.params.acdc_root}`"
+        if data["source"] == "acdc":
+            source = "real ACDC training set (Bernard et al., IEEE TMI 2018; the folder given as acdc_root)"
         else:
             phantom = data["phantom"]
             source = (
