@@ -192,6 +192,9 @@ class Experiment:
         and the U-Nets).
     trains : bool
         False for ``prior``: the model is used as built, with no training.
+    grad_identity : bool
+        L_Grad of ``identity + displacement`` (True, the authors' formula) or of the displacement alone (False,
+        voxelmorph's ``Grad``; see :func:`tedsnet.losses.grad_loss`).
     prior_radius, prior_thickness : float
         Outer radius and thickness of the ring prior in pixels (:func:`tedsnet.priors.ring_prior`; paper: 30, 7).
     seg_loss : str
@@ -213,6 +216,7 @@ class Experiment:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict, hash=False)
     beta: float = 0.0
     trains: bool = True
+    grad_identity: bool = True
     prior_radius: float = 30.0
     prior_thickness: float = 7.0
     seg_loss: str = DEFAULT_SEG_LOSS
@@ -275,6 +279,8 @@ class Experiment:
             "prior_radius": float(self.prior_radius),
             "prior_thickness": float(self.prior_thickness),
             "seg_loss": self.seg_loss,
+            # only when not the default, so that the hashes of existing runs stay valid
+            **({} if self.grad_identity else {"grad_identity": False}),
         }
 
     def config_hash(self) -> str:
@@ -284,7 +290,15 @@ class Experiment:
 
 
 #: Fields of :class:`Experiment` that keyword overrides may set (anything else must be a factory argument).
-EXPERIMENT_OVERRIDES = ("beta", "trains", "prior_radius", "prior_thickness", "seg_loss", "label")
+EXPERIMENT_OVERRIDES = (
+    "beta",
+    "trains",
+    "grad_identity",
+    "prior_radius",
+    "prior_thickness",
+    "seg_loss",
+    "label",
+)
 
 #: The registry: base experiment name -> Experiment. Use :func:`register` to add to it.
 EXPERIMENTS: dict[str, Experiment] = {}
@@ -504,8 +518,12 @@ register(
         factory=LazyFactory("baselines.voxelmorph:VoxelMorph"),
         model_kwargs={"int_steps": 7, "nb_features": (16, 32, 32, 32)},
         beta=BETA,
+        grad_identity=False,
         paper_label="VoxelMorph",
-        description="voxelmorph VxmPairwise: prior -> image, 7 scaling-and-squaring steps, L_Grad on its field.",
+        description=(
+            "voxelmorph VxmPairwise: prior -> image, 7 scaling-and-squaring steps, L_Grad of its displacement "
+            "(voxelmorph's Grad; with the identity term its unbounded velocity collapses the map)."
+        ),
     )
 )
 _ABLATIONS = [

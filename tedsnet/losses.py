@@ -59,7 +59,7 @@ def dice_bce_loss(pred: Tensor, target: Tensor, per_image: bool = True, eps: flo
     return soft_dice_loss(pred, target, per_image=per_image, eps=eps) + bce
 
 
-def grad_loss(disp: Tensor) -> Tensor:
+def grad_loss(disp: Tensor, *, identity: bool = True) -> Tensor:
     """L_Grad of the transformation ``Phi = identity + displacement`` in normalised [-1, 1] coordinates.
 
     ``L_Grad = 1/2 [mean((D_row Phi)^2) + mean((D_col Phi)^2)]`` with forward differences, each mean over the
@@ -71,6 +71,11 @@ def grad_loss(disp: Tensor) -> Tensor:
     ----------
     disp : Tensor
         (B, 2, H, W) displacement in voxels of its grid (the field that samples).
+    identity : bool
+        True (the authors' formula): the gradient of ``identity + displacement``, whose minimum is a contraction
+        (``D Phi = 0``). False: the gradient of the displacement alone (zero for the identity map), as
+        voxelmorph's own ``Grad`` regulariser; the registry uses it for VoxelMorph, whose unbounded velocity
+        otherwise collapses the map.
 
     Returns
     -------
@@ -85,7 +90,8 @@ def grad_loss(disp: Tensor) -> Tensor:
     rows = torch.linspace(-1.0, 1.0, height, dtype=disp.dtype, device=disp.device).view(1, 1, height, 1)
     cols = torch.linspace(-1.0, 1.0, width, dtype=disp.dtype, device=disp.device).view(1, 1, 1, width)
     phi = disp * scale
-    phi = torch.cat((phi[:, :1] + rows, phi[:, 1:] + cols), dim=1)
+    if identity:
+        phi = torch.cat((phi[:, :1] + rows, phi[:, 1:] + cols), dim=1)
     d_row = phi[:, :, 1:, :] - phi[:, :, :-1, :]
     d_col = phi[:, :, :, 1:] - phi[:, :, :, :-1]
     return 0.5 * (d_row.pow(2).mean() + d_col.pow(2).mean())

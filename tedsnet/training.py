@@ -238,6 +238,7 @@ def loss_terms(
     target: Tensor,
     seg_loss: Callable[[Tensor, Tensor], Tensor],
     beta: float,
+    grad_identity: bool = True,
 ) -> dict[str, Tensor]:
     """The terms of eq. 2 for one batch.
 
@@ -251,6 +252,9 @@ def loss_terms(
         ``(pred, target) -> scalar`` (see :data:`tedsnet.experiments.SEG_LOSSES`).
     beta : float
         L_Grad weight. With ``beta == 0`` the L_Grad terms are still computed for the log, without gradient.
+    grad_identity : bool
+        L_Grad of ``identity + displacement`` (True) or of the displacement (False); see
+        :func:`tedsnet.losses.grad_loss`.
 
     Returns
     -------
@@ -262,11 +266,11 @@ def loss_terms(
     total = terms["seg_loss"]
     for name, disp in output.displacements.items():
         if beta > 0:
-            value = grad_loss(disp)
+            value = grad_loss(disp, identity=grad_identity)
             total = total + beta * value
         else:
             with torch.no_grad():
-                value = grad_loss(disp)
+                value = grad_loss(disp, identity=grad_identity)
         terms[f"grad_{name}"] = value
     terms["loss"] = total
     return terms
@@ -284,6 +288,7 @@ def validate(
     threshold: float,
     seg_loss: Callable[[Tensor, Tensor], Tensor],
     beta: float,
+    grad_identity: bool = True,
 ) -> tuple[float, float]:
     """Mean per-image hard Dice (``soft >= threshold``) and mean total loss on a split, in eval mode.
 
@@ -302,7 +307,7 @@ def validate(
             x = torch.from_numpy(images[start : start + batch_size]).to(device)[:, None]
             y = torch.from_numpy(labels[start : start + batch_size]).to(device)[:, None].float()
             output = model(x, prior)
-            loss = loss_terms(output, y, seg_loss, beta)["loss"]
+            loss = loss_terms(output, y, seg_loss, beta, grad_identity)["loss"]
             pred = (output.segmentation >= threshold).float()
             inter = (pred * y).sum(dim=(1, 2, 3))
             total = pred.sum(dim=(1, 2, 3)) + y.sum(dim=(1, 2, 3))
@@ -587,6 +592,7 @@ def _run(
         threshold=threshold,
         seg_loss=seg_fn,
         beta=beta,
+        grad_identity=experiment.grad_identity,
     )
 
     if not experiment.trains:
@@ -668,7 +674,7 @@ def _run(
                 index = np.sort(order[batch * batch_size : (batch + 1) * batch_size])
                 x = torch.from_numpy(train_images[index]).to(device)[:, None]
                 y = torch.from_numpy(train_labels[index]).to(device)[:, None].float()
-                terms = loss_terms(model(x, prior), y, seg_fn, beta)
+                terms = loss_terms(model(x, prior), y, seg_fn, beta, experiment.grad_identity)
                 loss = terms["loss"]
                 if not torch.isfinite(loss):
                     values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())

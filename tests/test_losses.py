@@ -61,3 +61,26 @@ def test_loss_input_checks():
         soft_dice_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 5))
     with pytest.raises(ValueError, match=r"grad_loss: disp must have shape \(B, 2, H, W\)"):
         grad_loss(torch.zeros(1, 3, 4, 4))
+
+
+def test_grad_loss_of_the_displacement_alone_is_zero_for_identity_and_rewards_no_contraction():
+    zero = torch.zeros(2, 2, 30, 40)
+    assert grad_loss(zero, identity=False).item() == 0.0
+    assert grad_loss(zero).item() > 0  # the authors' formula: the identity's own floor
+    # A uniform contraction u = -0.5 x lowers the authors' L_Grad below the identity's floor, but raises the
+    # displacement-only one above zero: only the latter has the identity as its minimum.
+    rows = torch.arange(30.0).view(1, 1, 30, 1).expand(2, 1, 30, 40)
+    cols = torch.arange(40.0).view(1, 1, 1, 40).expand(2, 1, 30, 40)
+    contraction = -0.5 * torch.cat((rows, cols), dim=1)
+    assert grad_loss(contraction).item() < grad_loss(zero).item()
+    assert grad_loss(contraction, identity=False).item() > 0
+    # a constant shift costs nothing without the identity
+    assert grad_loss(torch.full((1, 2, 30, 40), 3.0), identity=False).item() == pytest.approx(0.0, abs=1e-12)
+
+
+def test_voxelmorph_regularises_its_displacement_and_tedsnet_its_transformation():
+    from tedsnet.experiments import get_experiment
+
+    assert get_experiment("voxelmorph").grad_identity is False
+    assert get_experiment("tedsnet").grad_identity is True
+    assert "grad_identity" not in get_experiment("tedsnet").config()  # existing run hashes unchanged
