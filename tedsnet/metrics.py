@@ -145,6 +145,22 @@ def _as_field(disp) -> np.ndarray:
     return arr
 
 
+def _forward_differences(u: np.ndarray) -> tuple[np.ndarray, ...]:
+    """(d0/drow, d0/dcol, d1/drow, d1/dcol) of a (2, H, W) field by forward differences, each (H-1, W-1), fresh."""
+    u0, u1 = u[0], u[1]
+    return (
+        u0[1:, :-1] - u0[:-1, :-1],
+        u0[:-1, 1:] - u0[:-1, :-1],
+        u1[1:, :-1] - u1[:-1, :-1],
+        u1[:-1, 1:] - u1[:-1, :-1],
+    )
+
+
+def _central_differences(u: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The same derivatives by central differences (one-sided at the borders), each (H, W), fresh."""
+    return tuple(_central_difference(u[c], axis) for c in (0, 1) for axis in (0, 1))
+
+
 def _determinant(d0_dr, d0_dc, d1_dr, d1_dc) -> np.ndarray:
     return (1.0 + d0_dr) * (1.0 + d1_dc) - d0_dc * d1_dr
 
@@ -162,10 +178,7 @@ def jacobian_determinant(disp) -> np.ndarray:
     np.ndarray
         (H-1, W-1): identity 1, a uniform 1.5x scaling 2.25, a fold negative.
     """
-    u = _as_field(disp)
-    d_dr = u[:, 1:, :-1] - u[:, :-1, :-1]
-    d_dc = u[:, :-1, 1:] - u[:, :-1, :-1]
-    return _determinant(d_dr[0], d_dc[0], d_dr[1], d_dc[1])
+    return _determinant(*_forward_differences(_as_field(disp)))
 
 
 def _central_difference(a: np.ndarray, axis: int) -> np.ndarray:
@@ -198,10 +211,7 @@ def jacobian_determinant_central(disp) -> np.ndarray:
     np.ndarray
         (H, W).
     """
-    u = _as_field(disp)
-    d_dr = _central_difference(u, 1)
-    d_dc = _central_difference(u, 2)
-    return _determinant(d_dr[0], d_dc[0], d_dr[1], d_dc[1])
+    return _determinant(*_central_differences(_as_field(disp)))
 
 
 def nonpositive_jacobian_percent(disp, central: bool = False) -> float:
@@ -236,17 +246,6 @@ def nonpositive_jacobian_percents(disp) -> tuple[float, float]:
         Displacement in voxels; channel 0 along rows, 1 along columns.
     """
     u = _as_field(disp)
-    u0, u1 = u[0], u[1]
-    forward = _nonpositive_percent_inplace(
-        np.subtract(u0[1:, :-1], u0[:-1, :-1]),
-        np.subtract(u0[:-1, 1:], u0[:-1, :-1]),
-        np.subtract(u1[1:, :-1], u1[:-1, :-1]),
-        np.subtract(u1[:-1, 1:], u1[:-1, :-1]),
-    )
-    central = _nonpositive_percent_inplace(
-        _central_difference(u0, 0),
-        _central_difference(u0, 1),
-        _central_difference(u1, 0),
-        _central_difference(u1, 1),
-    )
+    forward = _nonpositive_percent_inplace(*_forward_differences(u))
+    central = _nonpositive_percent_inplace(*_central_differences(u))
     return forward, central
