@@ -50,6 +50,7 @@ __all__ = [
     "LazyFactory",
     "get_experiment",
     "list_experiments",
+    "with_prior_geometry",
     "register",
     "zero_field_tedsnet",
 ]
@@ -450,6 +451,57 @@ def get_experiment(name: str, **overrides: Any) -> Experiment:
         overrides=applied,
         **field_changes,
     )
+
+
+def with_prior_geometry(
+    name: str,
+    prior_radius: float | None = None,
+    prior_thickness: float | None = None,
+    pixel_scale: float = 1.0,
+) -> Experiment:
+    """The experiment ``name`` with a run's ring-prior geometry wherever the name does not set its own.
+
+    Radius and thickness are given in pixels of the ACDC-like grid (the registry's 30 and 7, the paper's radius);
+    a run on a grid ``pixel_scale`` times coarser (e.g. the default phantom, 1.5) divides them by it, rounded to
+    0.1 px, so the prior keeps its size relative to the anatomy. A Figure 4 point that names its radius
+    (``tedsnet_radius13.3``, already in the run's pixels) keeps it. The label stays the one of
+    ``get_experiment(name)`` (Table 1 rows keep their names; the geometry is in the run's config).
+
+    Parameters
+    ----------
+    name : str
+        Registry or variant name (:func:`get_experiment`).
+    prior_radius, prior_thickness : float or None
+        Outer radius and thickness of the ring prior in ACDC-grid pixels; None keeps the experiment's own.
+    pixel_scale : float
+        The run's pixel size relative to the ACDC-like grid (> 0).
+
+    Returns
+    -------
+    Experiment
+        ``get_experiment(name, prior_radius=..., prior_thickness=...)`` with the label of ``name``; the entry of
+        ``name`` itself when nothing changes.
+
+    Raises
+    ------
+    ValueError
+        A non-positive ``pixel_scale``, or an invalid geometry (see :class:`Experiment`).
+    """
+    if not float(pixel_scale) > 0:
+        raise ValueError(f"with_prior_geometry: pixel_scale must be > 0, got {pixel_scale!r}")
+    named = get_experiment(name)
+    _, parsed = _parse_name(name)
+    geometry = {}
+    for key, value in (("prior_radius", prior_radius), ("prior_thickness", prior_thickness)):
+        if key in parsed:
+            continue
+        value = float(getattr(named, key) if value is None else value)
+        value = round(value / float(pixel_scale), 1) if float(pixel_scale) != 1.0 else value
+        if value != float(getattr(named, key)):
+            geometry[key] = value
+    if not geometry:
+        return named
+    return replace(get_experiment(name, **geometry), label=named.label)
 
 
 def _default_of(factory: Callable[..., nn.Module], key: str) -> Any:

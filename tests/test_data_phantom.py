@@ -169,3 +169,19 @@ def test_stats_known_answer_and_table(phantom_root):
     assert len(table) == 4 and {"r_epi_mm", "snr", "contrast"} <= set(table.columns)
     md = comparison_table({"a": table, "b": table})
     assert md.startswith("| statistic | a | b |") and "myocardium outer radius (mm)" in md
+
+
+def test_pixel_scale_draws_the_same_patient_on_a_coarser_grid():
+    fine, p1 = generate_patient(np.random.default_rng([0, 3]), "NOR", (144, 208))
+    coarse, p15 = generate_patient(np.random.default_rng([0, 3]), "NOR", (96, 128), pixel_scale=1.5)
+    assert p15["spacing"] == pytest.approx(1.5 * p1["spacing"])
+    for n1, n15 in zip(p1["shape"], p15["shape"], strict=True):
+        assert abs(n15 - n1 / 1.5) <= 1 and n15 % 2 == 0
+    assert p15["r_endo"] == p1["r_endo"] and p15["group"] == p1["group"]  # same anatomy in mm
+    assert coarse["ED"].image.shape[2] == fine["ED"].image.shape[2]  # same slices
+    # myocardial area in pixels shrinks by ~1.5^2 (the same heart at a 1.5x coarser pixel size)
+    area_fine = (fine["ED"].label == 2).sum()
+    area_coarse = (coarse["ED"].label == 2).sum()
+    assert area_fine / area_coarse == pytest.approx(1.5**2, rel=0.15)
+    with pytest.raises(ValueError, match="pixel_scale"):
+        write_phantom_cohort("unused", n_patients=1, pixel_scale=0)

@@ -21,6 +21,7 @@ from tedsnet.experiments import (
     get_experiment,
     list_experiments,
     register,
+    with_prior_geometry,
 )
 from tedsnet.metrics import dice
 from tedsnet.model import TEDSNet, count_parameters
@@ -123,6 +124,27 @@ def test_variants_by_name_and_by_keyword_are_the_same_experiment():
     assert get_experiment("unet_smp", encoder_name="resnet34").name == "unet_smp_encoder_name-resnet34"
     assert get_experiment("tedsnet_steps8") is EXPERIMENTS["tedsnet"]  # an override equal to the default
     assert get_experiment("tedsnet", seg_loss="dice").seg_loss == "dice"
+
+
+def test_run_prior_geometry_scales_with_the_grid_and_keeps_labels():
+    assert with_prior_geometry("tedsnet") is EXPERIMENTS["tedsnet"]  # nothing to change
+    assert with_prior_geometry("tedsnet", 30, 7) is EXPERIMENTS["tedsnet"]
+    coarse = with_prior_geometry("A1", pixel_scale=1.5)  # the registry's 30 / 7 on a 1.5x coarser grid
+    assert (coarse.prior_radius, coarse.prior_thickness) == (20.0, 4.7)
+    assert coarse.name == "A1_radius20_thickness4.7" and coarse.label == EXPERIMENTS["A1"].label
+    assert coarse.overrides == get_experiment("A1_radius20_thickness4.7").overrides
+    assert coarse.build().upsample == EXPERIMENTS["A1"].build().upsample  # the ablation itself is kept
+    # a Figure 4 point names its radius in the run's pixels: kept; the thickness follows the run
+    point = with_prior_geometry("tedsnet_radius13.3", pixel_scale=1.5)
+    assert (point.prior_radius, point.prior_thickness) == (13.3, 4.7)
+    assert point.label == get_experiment("tedsnet_radius13.3").label
+    explicit = with_prior_geometry("voxelmorph", prior_radius=24, pixel_scale=2)
+    assert (explicit.prior_radius, explicit.prior_thickness) == (12.0, 3.5)
+    assert explicit.prior((48, 64)).sum() < EXPERIMENTS["voxelmorph"].prior((96, 128)).sum()
+    with pytest.raises(ValueError, match="pixel_scale"):
+        with_prior_geometry("tedsnet", pixel_scale=0)
+    with pytest.raises(ValueError, match="prior_thickness <= prior_radius"):
+        with_prior_geometry("tedsnet", prior_radius=5, prior_thickness=7)
 
 
 @pytest.mark.parametrize(

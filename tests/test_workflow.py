@@ -190,6 +190,22 @@ def test_acdc_override_is_one_key_and_changes_the_run_folder(workdir, acdc_stub)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "results/default-acdc/report.md" in result.stdout
     assert "phantom_cohort" not in job_counts(result.stdout)
+    # the phantom's pixel scale does not apply to ACDC: Figure 4's radii are the configured ACDC-grid pixels
+    assert "models/tedsnet_radius20/" in result.stdout and "models/tedsnet_radius40/" in result.stdout
+
+
+def test_scaled_phantom_names_its_radii_in_its_own_pixels(workdir):
+    """default.yaml draws the phantom at 1.5x ACDC's pixel size: radii 20 / 30 / 40 -> 13.3 / TEDS-Net / 26.7."""
+    result = snakemake(workdir, "-n", "--cores", "2")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "models/tedsnet_radius13.3/" in result.stdout and "models/tedsnet_radius26.7/" in result.stdout
+    assert "models/tedsnet_radius20/" not in result.stdout and "models/tedsnet_radius30/" not in result.stdout
+    default = (workdir / "workflow" / "config" / "default.yaml").read_text()
+    assert "pixel_scale: 1.5" in default
+    (workdir / "native.yaml").write_text(default.replace("pixel_scale: 1.5", "pixel_scale: 1.0"))
+    native = snakemake(workdir, "-n", "--cores", "2", "--configfile", "native.yaml")
+    assert native.returncode == 0, native.stdout[-3000:] + native.stderr[-3000:]
+    assert "models/tedsnet_radius20/" in native.stdout and "models/tedsnet_radius13.3/" not in native.stdout
 
 
 def test_bad_config_is_rejected_by_the_schema(workdir):

@@ -142,8 +142,14 @@ def _harmonics(rng: np.random.Generator, orders: Sequence[int], amp: float) -> l
     ]
 
 
-def _sample_params(rng: np.random.Generator, group: str, keep_within: tuple[int, int]) -> dict:
-    """Draw every random parameter of one patient (fixed draw order: the seed fixes the patient)."""
+def _sample_params(
+    rng: np.random.Generator, group: str, keep_within: tuple[int, int], pixel_scale: float = 1.0
+) -> dict:
+    """Draw every random parameter of one patient (fixed draw order: the seed fixes the patient).
+
+    ``pixel_scale`` multiplies the drawn in-plane spacing and divides the matrix by the same factor (same field of
+    view in mm, same anatomy), after every draw: the seed gives the same patient at every scale.
+    """
     geo = GROUP_GEOMETRY[group]
     p: dict = {"group": group}
     # acquisition ---------------------------------------------------------------------------------------
@@ -156,6 +162,9 @@ def _sample_params(rng: np.random.Generator, group: str, keep_within: tuple[int,
         cols = int(_choice(rng, [208, 216, 224, 256, 288], [8, 8, 14, 60, 5]))
     rows = int(np.clip(2 * round(cols * rng.uniform(0.72, 0.98) / 2), 154, cols))
     p["transpose"] = bool(rng.random() < 0.1)
+    if pixel_scale != 1.0:
+        spacing *= pixel_scale
+        rows, cols = (2 * max(1, round(n / pixel_scale / 2)) for n in (rows, cols))
     p["spacing"] = spacing
     p["shape"] = (rows, cols)
     dz = float(_choice(rng, [10.0, 8.0, 7.0, 6.5, 5.0], [76, 5, 4, 3, 12]))
@@ -505,7 +514,10 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], step: int) -
 
 
 def generate_patient(
-    rng: np.random.Generator, group: str, keep_within: tuple[int, int] = (144, 208)
+    rng: np.random.Generator,
+    group: str,
+    keep_within: tuple[int, int] = (144, 208),
+    pixel_scale: float = 1.0,
 ) -> tuple[dict[str, PhantomScan], dict]:
     """Generate the ED and ES frames of one phantom patient.
 
@@ -517,6 +529,10 @@ def generate_patient(
         One of :data:`GROUPS`.
     keep_within : (H, W)
         Centre window (stored axes) the heart is kept inside, so the protocol's centre crop never clips it.
+    pixel_scale : float
+        In-plane pixel size relative to the drawn acquisition (>= 1 coarser): spacing x pixel_scale, matrix /
+        pixel_scale, so the same patient covers 1 / pixel_scale as many pixels per axis (a cheaper, lower-resolution
+        cohort; ``keep_within`` is in the scaled pixels). 1 is the ACDC-like acquisition.
 
     Returns
     -------
@@ -526,7 +542,9 @@ def generate_patient(
     """
     if group not in GROUP_GEOMETRY:
         raise ValueError(f"phantom: unknown group {group!r}; expected one of {list(GROUP_GEOMETRY)}")
-    p = _sample_params(rng, group, keep_within)
+    if not pixel_scale > 0:
+        raise ValueError(f"phantom: pixel_scale must be > 0, got {pixel_scale!r}")
+    p = _sample_params(rng, group, keep_within, float(pixel_scale))
     rows, cols = p["shape"]
     sp, dz = p["spacing"], p["dz"]
     layout = p["layout"]
@@ -645,6 +663,7 @@ def write_phantom_cohort(
     seed: int = 0,
     groups: Sequence[str] = GROUPS,
     keep_within: tuple[int, int] = (144, 208),
+    pixel_scale: float = 1.0,
     subset: str = "training",
     overwrite: bool = False,
     progress: bool = False,
@@ -664,6 +683,9 @@ def write_phantom_cohort(
         Groups to use, in patient-number order; sizes by largest remainder (:func:`assign_groups`).
     keep_within : (H, W)
         Centre window the heart stays inside (the protocol crop, default (144, 208)).
+    pixel_scale : float
+        In-plane pixel size relative to the ACDC-like acquisition (:func:`generate_patient`); 1.5 gives the same
+        patients on a grid 1.5x coarser (about 0.44x the pixels), e.g. for a 96 x 128 crop.
     subset : str
         Subfolder name (``"training"``).
     overwrite : bool
@@ -693,6 +715,8 @@ def write_phantom_cohort(
             )
     if n_patients > 999:
         raise ValueError(f"write_phantom_cohort: at most 999 patients (patientNNN), got {n_patients}")
+    if not float(pixel_scale) > 0:
+        raise ValueError(f"write_phantom_cohort: pixel_scale must be > 0, got {pixel_scale!r}")
     base = Path(root) / subset
     folders = [base / f"patient{i:03d}" for i in range(1, n_patients + 1)]
     existing = [f for f in folders if f.exists()]
@@ -701,7 +725,7 @@ def write_phantom_cohort(
             f"{existing[0]}: already exists; write the phantom into an empty root or pass overwrite=True"
         )
     jobs = [
-        (folder, group, int(seed), i, tuple(keep_within))
+        (folder, group, int(seed), i, tuple(keep_within), float(pixel_scale))
         for i, (folder, group) in enumerate(zip(folders, groups_of, strict=True), start=1)
     ]
     bar = None
@@ -730,10 +754,10 @@ def write_phantom_cohort(
 
 
 def _generate_and_write(job: tuple) -> Path:
-    folder, group, seed, index, keep_within = job
+    folder, group, seed, index, keep_within, pixel_scale = job
     if folder.exists():
         for f in folder.iterdir():
             if f.is_file():
                 f.unlink()
-    frames, params = generate_patient(np.random.default_rng([seed, index]), group, keep_within)
+    frames, params = generate_patient(np.random.default_rng([seed, index]), group, keep_within, pixel_scale)
     return write_patient(folder, frames, params)

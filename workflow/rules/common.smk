@@ -46,6 +46,28 @@ if _SWITCHED and "acdc" not in RUN.lower():
     RUN = f"{RUN}-acdc"
 R = f"results/{RUN}"
 
+
+def _pixel_scale(config):
+    """The run's pixel size relative to the ACDC-like grid: the phantom's `pixel_scale`, 1 for ACDC."""
+    data = config["data"]
+    return float(data["phantom"]["pixel_scale"]) if data["source"] == "phantom" else 1.0
+
+
+def _run_crop(crop, scale, multiple=16):
+    """The protocol crop (ACDC-grid pixels) on a grid `scale` times coarser: each side / scale, rounded down to a
+    multiple of 16 (four 2x2 poolings), at least 16; unchanged at scale 1."""
+    if scale == 1.0:
+        return [int(c) for c in crop]
+    return [max(multiple, int(c / scale) // multiple * multiple) for c in crop]
+
+
+def _run_length(value, scale):
+    """A length in ACDC-grid pixels (a prior radius) on the run's grid, rounded to 0.1 px as the names write it."""
+    return float(value) if scale == 1.0 else round(float(value) / scale, 1)
+
+
+PIXEL_SCALE = _pixel_scale(config)
+CROP = _run_crop(config["data"]["crop"], PIXEL_SCALE)
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "seg_loss", "patience", "time_budget_s")
 EXPERIMENTS = list(config["experiments"])
 SEEDS = [int(s) for s in config["training"]["seeds"]]
@@ -58,15 +80,21 @@ def _value_token(value):
 
 
 def _sweeps(fig4):
-    """{"int_steps": {value: experiment}, "prior_radius": {...}}; the base value reuses the base experiment."""
+    """{"int_steps": {value: experiment}, "prior_radius": {...}}; the base value reuses the base experiment. Radii
+    are given in ACDC-grid pixels and named in the run's (a scaled phantom: 30 -> 20 at pixel_scale 1.5).
+    """
     base = fig4["base"]
     sweeps = {}
-    for key, token, base_value in (
-        ("int_steps", "steps", fig4["base_int_steps"]),
-        ("prior_radius", "radius", fig4["base_prior_radius"]),
+    for key, token, base_value, scale in (
+        ("int_steps", "steps", fig4["base_int_steps"], None),
+        ("prior_radius", "radius", fig4["base_prior_radius"], PIXEL_SCALE),
     ):
         points = {}
+        if scale is not None:
+            base_value = _run_length(base_value, scale)
         for value in fig4[key]:
+            if scale is not None:
+                value = _run_length(value, scale)
             same = float(value) == float(base_value)
             points[value] = base if same else f"{base}_{token}{_value_token(value)}"
         if points:

@@ -13,7 +13,8 @@ rule phantom_cohort:
     params:
         n_patients=config["data"]["phantom"]["n_patients"],
         seed=config["data"]["phantom"]["seed"],
-        crop=config["data"]["crop"],
+        pixel_scale=config["data"]["phantom"]["pixel_scale"],
+        crop=CROP,
     script:
         "../scripts/phantom_cohort.py"
 
@@ -38,5 +39,6 @@ rule prepare_dataset:
     params:
         root=ACDC_ROOT or f"{R}/cohort",
         data=config["data"],
+        crop=CROP,
     script:
         "../scripts/prepare_dataset.py"

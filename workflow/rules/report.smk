@@ -99,6 +99,8 @@ rule report:
         models=[(exp, seed) for exp in MODELS for seed in SEEDS] if PART is None else [],
         missing_rows=MISSING_ROWS,
         config=config,
+        crop=CROP,
+        pixel_scale=PIXEL_SCALE,
         benchmarks=f"{R}/benchmarks",
     script:
         "../scripts/report.py"

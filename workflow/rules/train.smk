@@ -25,6 +25,8 @@ rule train:
         device=config["training"]["device"],
         resume=config["training"]["resume"],
         speed_mode=config["training"]["speed_mode"],
+        prior=config["prior"],
+        pixel_scale=PIXEL_SCALE,
         work=lambda wildcards: f"{model_dir(wildcards.exp, wildcards.seed)}/work",
     script:
         "../scripts/train.py"

@@ -24,6 +24,7 @@ def main(snakemake) -> None:
                 n_patients=int(snakemake.params.n_patients),
                 seed=int(snakemake.params.seed),
                 keep_within=tuple(int(s) for s in snakemake.params.crop),
+                pixel_scale=float(snakemake.params.pixel_scale),
                 progress=True,
             )
             log.info("%d phantom patients: %s", len(table), table["group"].value_counts().to_dict())

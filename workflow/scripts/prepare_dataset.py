@@ -23,7 +23,7 @@ def main(snakemake) -> None:
             seed=int(split["seed"]),
             fractions=tuple(float(f) for f in split["fractions"]),
             n_slices=int(data["slices_per_scan"]),
-            crop=tuple(int(c) for c in data["crop"]),
+            crop=tuple(int(c) for c in snakemake.params.crop),
             n_augment=int(augment["n_images"]),
             rotation_deg=float(augment["rotation_deg"]),
             shift_frac=float(augment["shift_frac"]),

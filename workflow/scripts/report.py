@@ -34,6 +34,22 @@ def main(snakemake) -> None:
                 f"synthetic phantom cohort in the ACDC layout (tedsnet.data.phantom), {phantom['n_patients']} "
                 f"patients, seed {phantom['seed']}"
             )
+        scale = float(snakemake.params.pixel_scale)
+        if scale != 1.0:
+            from tedsnet.experiments import with_prior_geometry
+
+            prior = config["prior"]
+            ring = with_prior_geometry("tedsnet", prior["radius"], prior["thickness"], pixel_scale=scale)
+            source += (
+                f", drawn at {scale:g}x ACDC's pixel size: crop {' x '.join(str(c) for c in snakemake.params.crop)}, "
+                f"ring prior radius {ring.prior_radius:g} px, thickness {ring.prior_thickness:g} px ("
+                + (
+                    "the paper's 30 and the authors' 7"
+                    if prior["radius"] is None and prior["thickness"] is None
+                    else "the config's prior"
+                )
+                + " at ACDC's pixel size)"
+            )
         source += f"; patients per split: {split_text}"
         evaluation = config["evaluation"]
         verdict = training_verdict(

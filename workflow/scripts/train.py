@@ -15,7 +15,7 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
-        from tedsnet.experiments import get_experiment
+        from tedsnet.experiments import get_experiment, with_prior_geometry
         from tedsnet.training import train
 
         name = snakemake.wildcards.exp
@@ -27,6 +27,10 @@ def main(snakemake) -> None:
                 "base's value is dropped). In the config, set figure4.base_int_steps / figure4.base_prior_radius to "
                 "the registry's defaults, or list the experiment under its canonical name."
             )
+        prior = snakemake.params.prior
+        experiment = with_prior_geometry(
+            name, prior["radius"], prior["thickness"], pixel_scale=float(snakemake.params.pixel_scale)
+        )
         options = dict(snakemake.params.options)
         work = Path(snakemake.params.work)
         resume = bool(snakemake.params.resume)
