@@ -313,3 +313,31 @@ def test_smoke_workflow_end_to_end(tmp_path):
     for name in ("table1.csv", "table1.md", "table1.tex", "stats.csv"):
         assert not (out / name).exists(), name
     assert not list(out.rglob(".*.tmp*"))
+
+
+def _merged(name: str) -> dict:
+    """A config as Snakemake sees it: workflow/config/<name>.yaml merged key by key over default.yaml."""
+    import yaml
+
+    def update(base: dict, new: dict) -> dict:
+        for key, value in new.items():
+            if isinstance(value, dict) and isinstance(base.get(key), dict):
+                update(base[key], value)
+            else:
+                base[key] = value
+        return base
+
+    read = lambda n: yaml.safe_load((REPO / "workflow" / "config" / f"{n}.yaml").read_text())  # noqa: E731
+    return update(read("default"), read(name))
+
+
+def test_configs_do_not_inherit_the_defaults_cpu_budget():
+    """Every --configfile is merged over default.yaml: its fast mode and smp epochs must not leak into the others."""
+    paper, acdc, smoke = _merged("paper"), _merged("acdc_cpu"), _merged("smoke")
+    assert paper["training"]["speed_mode"] == "fp32" and acdc["training"]["speed_mode"] == "fp32"
+    assert paper["training"]["overrides"]["unet_smp"]["epochs"] == paper["training"]["epochs"] == 200
+    assert paper["training"]["overrides"]["voxelmorph"]["lr"] == paper["training"]["lr"]  # the paper's 1e-4
+    assert acdc["training"]["overrides"]["unet_smp"]["epochs"] == 1
+    assert smoke["training"]["overrides"]["unet_smp"]["epochs"] == smoke["training"]["epochs"] == 1
+    for config in (paper, acdc):
+        assert config["data"]["augment"]["n_images"] == 8 and config["data"]["crop"] == [144, 208]
