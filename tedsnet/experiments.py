@@ -50,8 +50,8 @@ __all__ = [
     "LazyFactory",
     "get_experiment",
     "list_experiments",
-    "with_prior_geometry",
     "register",
+    "with_prior_geometry",
     "zero_field_tedsnet",
 ]
 

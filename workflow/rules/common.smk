@@ -68,6 +68,13 @@ def _run_length(value, scale):
 
 PIXEL_SCALE = _pixel_scale(config)
 CROP = _run_crop(config["data"]["crop"], PIXEL_SCALE)
+# The data settings the prepared dataset depends on (the phantom's only for a phantom run, so that a new phantom
+# setting never re-prepares, and so re-trains, an ACDC run).
+DATA_PARAMS = {
+    k: v
+    for k, v in config["data"].items()
+    if k != "phantom" or config["data"]["source"] == "phantom"
+}
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "seg_loss", "patience", "time_budget_s")
 EXPERIMENTS = list(config["experiments"])
 SEEDS = [int(s) for s in config["training"]["seeds"]]

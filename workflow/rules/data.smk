@@ -38,7 +38,7 @@ rule prepare_dataset:
         CONDA_ENV
     params:
         root=ACDC_ROOT or f"{R}/cohort",
-        data=config["data"],
+        data=DATA_PARAMS,
         crop=CROP,
     script:
         "../scripts/prepare_dataset.py"
