@@ -13,7 +13,12 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "workflow/config/default.yaml"
+# The default run's settings, used only when no --configfile is given: a config passed with --configfile replaces
+# them rather than being merged over them (Snakemake's plain `configfile:` would let every key default.yaml sets and
+# the other config omits leak in), and the schema fills what a config leaves out.
+if not workflow.overwrite_configfiles:
+
+    configfile: "workflow/config/default.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

@@ -315,29 +315,48 @@ def test_smoke_workflow_end_to_end(tmp_path):
     assert not list(out.rglob(".*.tmp*"))
 
 
-def _merged(name: str) -> dict:
-    """A config as Snakemake sees it: workflow/config/<name>.yaml merged key by key over default.yaml."""
+def _as_snakemake_sees(name: str) -> dict:
+    """A config as the Snakefile gets it: default.yaml alone, or workflow/config/<name>.yaml alone (a --configfile
+    replaces default.yaml), with the schema's defaults filled in."""
     import yaml
+    from snakemake.utils import validate
 
-    def update(base: dict, new: dict) -> dict:
-        for key, value in new.items():
-            if isinstance(value, dict) and isinstance(base.get(key), dict):
-                update(base[key], value)
-            else:
-                base[key] = value
-        return base
-
-    read = lambda n: yaml.safe_load((REPO / "workflow" / "config" / f"{n}.yaml").read_text())  # noqa: E731
-    return update(read("default"), read(name))
+    config = yaml.safe_load((REPO / "workflow" / "config" / f"{name}.yaml").read_text())
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    return config
 
 
-def test_configs_do_not_inherit_the_defaults_cpu_budget():
-    """Every --configfile is merged over default.yaml: its fast mode and smp epochs must not leak into the others."""
-    paper, acdc, smoke = _merged("paper"), _merged("acdc_cpu"), _merged("smoke")
+def _epochs_and_lr(config: dict, exp: str) -> tuple[int, float]:
+    training = {**config["training"], **config["training"]["overrides"].get(exp, {})}
+    return training["epochs"], training["lr"]
+
+
+def test_each_config_states_its_own_protocol():
+    """No config inherits the default run's CPU budget (fast mode, smp epochs, the phantom's pixel scale)."""
+    default = _as_snakemake_sees("default")
+    paper, acdc, smoke = (_as_snakemake_sees(n) for n in ("paper", "acdc_cpu", "smoke"))
+    assert default["training"]["speed_mode"] == "fast" and _epochs_and_lr(default, "unet_smp")[0] == 2
     assert paper["training"]["speed_mode"] == "fp32" and acdc["training"]["speed_mode"] == "fp32"
-    assert paper["training"]["overrides"]["unet_smp"]["epochs"] == paper["training"]["epochs"] == 200
-    assert paper["training"]["overrides"]["voxelmorph"]["lr"] == paper["training"]["lr"]  # the paper's 1e-4
-    assert acdc["training"]["overrides"]["unet_smp"]["epochs"] == 1
-    assert smoke["training"]["overrides"]["unet_smp"]["epochs"] == smoke["training"]["epochs"] == 1
+    assert _epochs_and_lr(paper, "unet_smp") == _epochs_and_lr(paper, "tedsnet") == (200, 1e-4)
+    assert _epochs_and_lr(paper, "voxelmorph") == (200, 1e-4)
+    assert _epochs_and_lr(acdc, "unet_smp")[0] == 1 and _epochs_and_lr(acdc, "voxelmorph")[1] == 1e-4
+    assert _epochs_and_lr(smoke, "unet_smp")[0] == _epochs_and_lr(smoke, "tedsnet")[0] == 1
     for config in (paper, acdc):
         assert config["data"]["augment"]["n_images"] == 8 and config["data"]["crop"] == [144, 208]
+        assert config["data"]["phantom"]["pixel_scale"] == 1.0
+
+
+def test_a_configfile_replaces_the_default_config(workdir):
+    """default.yaml without its pixel_scale line, given with --configfile, gets the schema's 1.0, not default.yaml's
+    1.5 (a merge over default.yaml would name the radii 13.3 and 26.7); --config still overrides it."""
+    default = (workdir / "workflow" / "config" / "default.yaml").read_text()
+    assert "    pixel_scale: 1.5\n" in default
+    (workdir / "unscaled.yaml").write_text(default.replace("    pixel_scale: 1.5\n", ""))
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", "unscaled.yaml")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "models/tedsnet_radius20/" in result.stdout and "models/tedsnet_radius13.3/" not in result.stdout
+    override = snakemake(
+        workdir, "-n", "--cores", "2", "--configfile", "unscaled.yaml", "--config", "run=unscaled"
+    )
+    assert override.returncode == 0, override.stdout[-3000:] + override.stderr[-3000:]
+    assert "results/unscaled/models/tedsnet_radius20/" in override.stdout
