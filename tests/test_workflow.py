@@ -152,8 +152,16 @@ def test_a_part_runs_only_its_models(workdir, acdc_stub):
     unknown = snakemake(workdir, *args, "part=everything", env=env)
     assert unknown.returncode != 0
     assert (
-        "part 'everything' is not in this config's parts (main, ablations)" in unknown.stdout + unknown.stderr
+        "part 'everything' is not in this config's parts (main, ablations, figure4)"
+        in unknown.stdout + unknown.stderr
     )
+
+    figure4 = snakemake(workdir, *args, "part=figure4", env=env)  # TEDS-Net's Figure 4 points, not TEDS-Net
+    assert figure4.returncode == 0, figure4.stdout[-3000:] + figure4.stderr[-3000:]
+    assert job_counts(figure4.stdout)["train"] == 4
+    for exp in ("tedsnet_steps4", "tedsnet_steps16", "tedsnet_radius10", "tedsnet_radius50"):
+        assert f"results/acdc_cpu/metrics/{exp}.csv" in figure4.stdout
+    assert "models/tedsnet/" not in figure4.stdout and "figure4.png" not in figure4.stdout
 
 
 def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path):
@@ -168,15 +176,31 @@ def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path):
 
     out = work / "results" / "acdc_cpu"
     (out / "metrics").mkdir(parents=True)
-    for exp in ("prior", "unet", "tedsnet"):  # only some rows: the others are named as not run
+
+    def add_point(exp):
         (out / "metrics" / f"{exp}.csv").write_text("case_id\n")
         (out / "training_logs" / exp).mkdir(parents=True)
         (out / "training_logs" / exp / "seed0.csv").write_text("epoch\n")
+
+    for exp in ("prior", "unet", "tedsnet"):  # only some rows: the others are named as not run
+        add_point(exp)
     result = snakemake(work, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     counts = job_counts(result.stdout)
     assert counts == {"table1": 1, "stats": 1, "learning_curves": 1, "report": 1, "all": 1}
     assert "workflow/resources/acdc_split.csv" in result.stdout  # no prepared data needed
+    assert "figure4" not in counts  # each sweep has only its base point (TEDS-Net)
+
+    add_point("tedsnet_radius10")  # two radius points: the radius sweep is drawn, the layer sweep is not
+    partial = snakemake(work, *args)
+    assert partial.returncode == 0, partial.stdout[-3000:] + partial.stderr[-3000:]
+    assert job_counts(partial.stdout)["figure4"] == 1
+    figure4_job = re.search(r"rule figure4:\n\s+input: (.*)\n", partial.stdout)
+    assert figure4_job, partial.stdout[-3000:]
+    assert sorted(figure4_job.group(1).split(", ")) == [
+        "results/acdc_cpu/metrics/tedsnet.csv",
+        "results/acdc_cpu/metrics/tedsnet_radius10.csv",
+    ]
 
 
 def test_paper_config_needs_an_acdc_root(workdir):

@@ -140,22 +140,37 @@ def _active_models(part, parts):
     return list(parts[part])
 
 
+def _points_run(sweeps, done):
+    """The Figure 4 points whose experiment is `done` (part=report); a sweep with fewer than two is left out.
+    Returns (sweeps, the experiments of the points left out)."""
+    kept, missing = {}, []
+    for key, points in sweeps.items():
+        run = {value: exp for value, exp in points.items() if done(exp)}
+        if len(run) >= 2:
+            kept[key] = run
+        missing += [exp for exp in points.values() if exp not in run.values()]
+    return kept, list(dict.fromkeys(missing))
+
+
 PART = config.get("part")
 ACTIVE = _active_models(PART, config["parts"])
 # Table 1 rows: every experiment, or (part=report) those whose per-case CSV exists; the others are named.
 if PART == "report":
     ROWS = [e for e in EXPERIMENTS if os.path.exists(f"{R}/metrics/{e}.csv")]
     MISSING_ROWS = [e for e in EXPERIMENTS if e not in ROWS]
-    SWEEP_EXPERIMENTS = [
-        e for e in SWEEP_EXPERIMENTS if os.path.exists(f"{R}/metrics/{e}.csv")
-    ]
+    SWEEPS, MISSING_POINTS = _points_run(
+        SWEEPS, lambda e: os.path.exists(f"{R}/metrics/{e}.csv")
+    )
+    SWEEP_EXPERIMENTS = list(
+        dict.fromkeys(e for points in SWEEPS.values() for e in points.values())
+    )
     if not ROWS:
         raise WorkflowError(
             f"part=report found no per-case metrics under {R}/metrics/: run the parts first "
             f"({', '.join(config['parts']) or 'no parts defined'})."
         )
 else:
-    ROWS, MISSING_ROWS = EXPERIMENTS, []
+    ROWS, MISSING_ROWS, MISSING_POINTS = EXPERIMENTS, [], []
 CURVE_MODELS = [m for m in MODELS if m in ROWS or m in SWEEP_EXPERIMENTS]
 
 

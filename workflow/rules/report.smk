@@ -98,6 +98,7 @@ rule report:
         run=RUN,
         models=[(exp, seed) for exp in MODELS for seed in SEEDS] if PART is None else [],
         missing_rows=MISSING_ROWS,
+        missing_points=MISSING_POINTS,
         config=config,
         crop=CROP,
         pixel_scale=PIXEL_SCALE,

@@ -77,6 +77,11 @@ def main(snakemake) -> None:
             notes.append(
                 "**Rows not run yet** (no per-case CSV): " + ", ".join(snakemake.params.missing_rows)
             )
+        if snakemake.params.missing_points:
+            notes.append(
+                "**Figure 4 points not run yet** (no per-case CSV; a sweep needs two points to be drawn): "
+                + ", ".join(snakemake.params.missing_points)
+            )
         text = build_report(
             run=snakemake.params.run,
             summary=summary,
