@@ -286,7 +286,10 @@ def test_paper_comparison_maps_paper_rows():
     assert rows.loc["U-Net (paper)", "% |J_FT| <= 0 (paper)"] == "N/A"
 
 
-def build(metrics, tmp_path, **dice_shift):
+ALL_FIGURES = {"figure4": "figure4.png", "figure3": "figure3.png", "curves": "learning_curves.png"}
+
+
+def build(metrics, tmp_path, figures=ALL_FIGURES, figure4_summary=None):
     summary = table1.summarise_table1(metrics)
     return report.build_report(
         run="unit",
@@ -294,7 +297,8 @@ def build(metrics, tmp_path, **dice_shift):
         stats=stats.paired_tests(metrics),
         paper=pd.read_csv(PAPER),
         verdict=report.training_verdict(summary),
-        figures={"figure4": "figure4.png", "figure3": "figure3.png", "curves": "learning_curves.png"},
+        figures=figures,
+        figure4_summary=figure4_summary,
         config={"run": "unit", "training": {"epochs": 2, "seeds": [0]}},
         data_source="phantom cohort, 10 patients, seed 0",
         seeds=[0],
@@ -342,6 +346,20 @@ def test_report_trained_sections(metrics, tmp_path):
     assert "| Slice paired t-test p (n) | Patient paired t-test p (n) | Patient Wilcoxon p (n) |" in text
     assert "(10) |" in text and "(5) |" in text
     assert "epochs: 2" in text
+
+
+def test_report_says_why_a_figure_is_missing_and_sets_figure4_beside_the_paper(metrics, tmp_path):
+    # part=report: no Figure 3 (it reads images), Figure 4 only when a sweep has two points run
+    text = build(metrics, tmp_path, figures={"curves": "learning_curves.png"})
+    assert "Not in this build: no sweep has two points run" in text
+    assert "Not in this build: Figure 3 draws test images" in text
+    assert report.PAPER_FIGURE4 not in text
+    sweeps = {"int_steps": {4: "A5", 8: "tedsnet"}}
+    summary = figure4.figure4_summary(figure4.figure4_data(metrics, sweeps))
+    text = build(metrics, tmp_path, figures={"figure4": "figure4.png"}, figure4_summary=summary)
+    assert "![Figure 4](figure4.png)" in text and report.PAPER_FIGURE4 in text
+    assert "Not in this build: no sweep" not in text
+    assert "| int_steps | 4 |" in text
 
 
 def test_file_fingerprints_and_checkpoint_section(tmp_path, metrics):
