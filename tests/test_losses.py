@@ -84,3 +84,35 @@ def test_voxelmorph_regularises_its_displacement_and_tedsnet_its_transformation(
     assert get_experiment("voxelmorph").grad_identity is False
     assert get_experiment("tedsnet").grad_identity is True
     assert "grad_identity" not in get_experiment("tedsnet").config()  # existing run hashes unchanged
+
+
+def _autograd_grad_loss(disp, identity=True):
+    """L_Grad written with plain autograd (the formula before its hand-written backward)."""
+    height, width = disp.shape[-2:]
+    phi = disp * disp.new_tensor([2.0 / (height - 1), 2.0 / (width - 1)]).view(1, 2, 1, 1)
+    if identity:
+        rows = torch.linspace(-1.0, 1.0, height).view(1, 1, height, 1)
+        cols = torch.linspace(-1.0, 1.0, width).view(1, 1, 1, width)
+        phi = torch.cat((phi[:, :1] + rows, phi[:, 1:] + cols), dim=1)
+    d_row = phi[:, :, 1:, :] - phi[:, :, :-1, :]
+    d_col = phi[:, :, :, 1:] - phi[:, :, :, :-1]
+    return 0.5 * (d_row.pow(2).mean() + d_col.pow(2).mean())
+
+
+@pytest.mark.parametrize("identity", [True, False])
+@pytest.mark.parametrize("shape", [(5, 2, 288, 416), (2, 2, 3, 7)])
+def test_grad_loss_value_and_gradient_are_bit_identical_to_autograds(identity, shape):
+    gen = torch.Generator().manual_seed(len(shape) + shape[-1])
+    for size in (0.01, 3.0):
+        disp = (torch.randn(shape, generator=gen) * size).requires_grad_()
+        other = torch.randn(shape, generator=gen)  # a second path into the same field (the warp, in TEDS-Net)
+        ours = 1e4 * grad_loss(disp, identity=identity) + (disp * other).sum()
+        reference = 1e4 * _autograd_grad_loss(disp, identity=identity) + (disp * other).sum()
+        assert torch.equal(ours, reference)
+        assert torch.equal(torch.autograd.grad(ours, disp)[0], torch.autograd.grad(reference, disp)[0])
+
+
+def test_grad_loss_gradient_passes_gradcheck():
+    disp = torch.randn(1, 2, 4, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda d: grad_loss(d), (disp,))
+    assert torch.autograd.gradcheck(lambda d: grad_loss(d, identity=False), (disp,))
