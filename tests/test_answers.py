@@ -77,5 +77,6 @@ def test_answers_name_the_guard_and_the_counts(paper):
     assert "U-Net (smp): 40/100 incorrect at mean Dice 0.500 (below the guard" in text
     assert "TEDS-Net: Dice 0.780 vs 0.86 (-0.080)" in text
     assert "No learning curves." in text
+    assert "| As the paper's row |" in text and "a trace such as the paper's 0.03 % for A5" in text
     failing = answer_questions(summary.assign(incorrect_topology=[0, 7, 40, 2]), paper, None, passing=[])
     assert "No: 2/100" in failing and "**below the guard** (no conclusion)" in failing
