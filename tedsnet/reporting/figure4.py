@@ -111,6 +111,7 @@ def plot_figure4(data: pd.DataFrame, png_path: str | os.PathLike, pdf_path: str 
         for j, (metric, ylabel) in enumerate((("dice", "Dice"), ("hd_px", "HD (px)"))):
             sns.lineplot(data=sub, x="value", y=metric, errorbar="sd", marker="o", ax=axes[i, j])
             axes[i, j].set(xlabel=xlabel, ylabel=ylabel)
+            axes[i, j].set_ylim(bottom=0)  # the mean - sd band must not suggest a negative Dice or distance
         jac = sub.melt(
             id_vars=["value"],
             value_vars=["nonpos_jac_bulk_pct", "nonpos_jac_ft_pct"],
