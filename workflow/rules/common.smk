@@ -110,9 +110,14 @@ def _sweeps(fig4):
 
 
 SWEEPS = _sweeps(config["figure4"])
-SWEEP_EXPERIMENTS = list(
-    dict.fromkeys(e for points in SWEEPS.values() for e in points.values())
-)
+
+
+def _sweep_experiments(sweeps):
+    """The experiments of the sweeps' points, each once, in order (the base experiment is one of them)."""
+    return list(dict.fromkeys(e for points in sweeps.values() for e in points.values()))
+
+
+SWEEP_EXPERIMENTS = _sweep_experiments(SWEEPS)
 MODELS = list(dict.fromkeys(EXPERIMENTS + SWEEP_EXPERIMENTS))
 FIGURE3_MODELS = [
     e for e in ("unet", "unet_smp", config["evaluation"]["reference"]) if e in MODELS
@@ -161,9 +166,7 @@ if PART == "report":
     SWEEPS, MISSING_POINTS = _points_run(
         SWEEPS, lambda e: os.path.exists(f"{R}/metrics/{e}.csv")
     )
-    SWEEP_EXPERIMENTS = list(
-        dict.fromkeys(e for points in SWEEPS.values() for e in points.values())
-    )
+    SWEEP_EXPERIMENTS = _sweep_experiments(SWEEPS)
     if not ROWS:
         raise WorkflowError(
             f"part=report found no per-case metrics under {R}/metrics/: run the parts first "
