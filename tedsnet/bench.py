@@ -6,7 +6,9 @@ forward, as median latency and spread (interquartile range) over repeated steps 
 peak memory of a fresh process. It also times the per-case evaluation of 100 test cases (Betti numbers, Dice,
 Hausdorff, Jacobians of both fields) and records the torch version, threads, device and processor flags.
 
-Every (model, mode) runs in its own subprocess so that peak memory and allocator state are its own.
+Every (model, mode) runs in its own worker process so that peak memory and allocator state are its own, and the
+modes of a model take turns step by step (:func:`measure_modes`), so their ratios are paired even when the
+machine's speed drifts.
 """
 
 from __future__ import annotations
@@ -42,67 +44,146 @@ def _quartiles(times: list[float]) -> tuple[float, float, float]:
     return float(q1), float(median), float(q3)
 
 
-def measure_model(
-    name: str, mode: str, *, batch: int, warmup: int, repeats: int, device: str, seed: int = 0
-) -> dict:
-    """Time one model in one speed mode in this process (call it in a fresh process for peak memory)."""
-    from tedsnet.experiments import get_experiment
-    from tedsnet.speed import apply_speed_mode
-    from tedsnet.training import resolve_device
+class ModelBench:
+    """One model in one speed mode, built once, that times single training steps and inference forwards.
 
-    dev = resolve_device(device)
-    experiment = get_experiment(name)
-    model = apply_speed_mode(experiment.build(seed=seed), mode).to(dev)
-    prior = experiment.prior_tensor(SHAPE, device=dev)
-    gen = torch.Generator().manual_seed(seed)
-    image = torch.rand(batch, 1, *SHAPE, generator=gen).to(dev)
-    target = (
-        torch.as_tensor(np.broadcast_to(experiment.prior(SHAPE), (batch, 1, *SHAPE)).copy()).float().to(dev)
-    )
-    loss_fn = experiment.seg_loss_fn()
-    from tedsnet.losses import grad_loss
+    The training step is forward + segmentation loss (+ beta * L_Grad of each field for TEDS-Net) + backward +
+    Adam, on a fixed random batch of ``batch`` images at 144 x 208.
+    """
 
-    optimiser = torch.optim.Adam(model.parameters(), lr=1e-4)
+    def __init__(self, name: str, mode: str, *, batch: int, device: str, seed: int = 0) -> None:
+        from tedsnet.experiments import get_experiment
+        from tedsnet.losses import grad_loss
+        from tedsnet.speed import apply_speed_mode
+        from tedsnet.training import resolve_device
 
-    def train_step() -> None:
-        out = model(image, prior)
-        loss = loss_fn(out.segmentation, target)
-        if experiment.beta:
-            loss = loss + experiment.beta * sum(grad_loss(f) for f in out.displacements.values())
-        optimiser.zero_grad(set_to_none=True)
+        self.device = resolve_device(device)
+        experiment = get_experiment(name)
+        self.model = apply_speed_mode(experiment.build(seed=seed), mode).to(self.device)
+        self.prior = experiment.prior_tensor(SHAPE, device=self.device)
+        gen = torch.Generator().manual_seed(seed)
+        self.image = torch.rand(batch, 1, *SHAPE, generator=gen).to(self.device)
+        self.target = (
+            torch.as_tensor(np.broadcast_to(experiment.prior(SHAPE), (batch, 1, *SHAPE)).copy())
+            .float()
+            .to(self.device)
+        )
+        self.loss_fn = experiment.seg_loss_fn()
+        self.beta = experiment.beta
+        self.grad_loss = grad_loss
+        self.optimiser = torch.optim.Adam(self.model.parameters(), lr=1e-4)
+
+    def _train_step(self) -> None:
+        out = self.model(self.image, self.prior)
+        loss = self.loss_fn(out.segmentation, self.target)
+        if self.beta:
+            loss = loss + self.beta * sum(self.grad_loss(f) for f in out.displacements.values())
+        self.optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        optimiser.step()
+        self.optimiser.step()
 
-    def infer_step() -> None:
+    def _infer_step(self) -> None:
         with torch.inference_mode():
-            model(image, prior)
+            self.model(self.image, self.prior)
 
-    rows = {}
-    for phase, step, train_mode in (("train", train_step, True), ("infer", infer_step, False)):
-        model.train(train_mode)
-        for _ in range(warmup):
-            step()
-        _sync(dev)
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            step()
-            _sync(dev)
-            times.append(time.perf_counter() - start)
-        q1, median, q3 = _quartiles(times)
-        rows[phase] = {"median_s": median, "q1_s": q1, "q3_s": q3, "images_per_s": batch / median}
-    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    peak_cuda_mb = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else float("nan")
-    return {
-        "model": name,
-        "mode": mode,
-        "device": str(dev),
-        "batch": batch,
-        "repeats": repeats,
-        **{f"{phase}_{key}": value for phase, values in rows.items() for key, value in values.items()},
-        "peak_rss_mb": peak_rss_mb,
-        "peak_cuda_mb": peak_cuda_mb,
-    }
+    def time_step(self, phase: str) -> float:
+        """Seconds of one ``"train"`` step or one ``"infer"`` forward (device synchronised)."""
+        self.model.train(phase == "train")
+        step = self._train_step if phase == "train" else self._infer_step
+        _sync(self.device)
+        start = time.perf_counter()
+        step()
+        _sync(self.device)
+        return time.perf_counter() - start
+
+    def peak_memory(self) -> dict:
+        """Peak resident memory of this process and peak CUDA memory, in MB."""
+        cuda = self.device.type == "cuda"
+        return {
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "peak_cuda_mb": torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else float("nan"),
+        }
+
+
+def _worker(args: argparse.Namespace) -> None:
+    """A ModelBench answering on stdout, one line per command read from stdin: train, infer or memory."""
+    torch.set_num_threads(args.threads)
+    bench = ModelBench(args.model, args.mode, batch=args.batch, device=args.device)
+    print("READY " + str(bench.device), flush=True)
+    for line in sys.stdin:
+        command = line.strip()
+        if command in ("train", "infer"):
+            print(f"{bench.time_step(command):.9f}", flush=True)
+        elif command == "memory":
+            print(json.dumps(bench.peak_memory()), flush=True)
+        else:
+            raise SystemExit(f"bench worker: unknown command {command!r}")
+
+
+class _Worker:
+    """A ``--worker`` subprocess for one (model, mode)."""
+
+    def __init__(self, name: str, mode: str, args: argparse.Namespace) -> None:
+        command = [
+            sys.executable, "-m", "tedsnet.bench", "--worker", "--model", name, "--mode", mode,
+            "--batch", str(args.batch), "--threads", str(args.threads), "--device", args.device,
+        ]  # fmt: skip
+        self.label = f"{name}/{mode}"
+        self.process = subprocess.Popen(
+            command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        self.device = self._answer().split(maxsplit=1)[1]
+
+    def _answer(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.kill()
+            raise RuntimeError(f"benchmark of {self.label} failed:\n{self.process.stderr.read()[-2000:]}")
+        return line.strip()
+
+    def ask(self, command: str) -> str:
+        self.process.stdin.write(command + "\n")
+        self.process.stdin.flush()
+        return self._answer()
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list[dict]:
+    """Time one model in every speed mode, the modes' steps interleaved.
+
+    One worker process per mode (so peak memory is each mode's own). After ``args.warmup`` steps each, every
+    round times one step of every mode, starting with a different mode each round, so that a drift in the
+    machine's speed (on shared virtual machines, +-30 % over minutes) falls on all modes alike and their ratios
+    stay paired. Training steps first, then inference forwards.
+    """
+    workers = {mode: _Worker(name, mode, args) for mode in modes}
+    times = {mode: {"train": [], "infer": []} for mode in modes}
+    try:
+        for phase in ("train", "infer"):
+            for worker in workers.values():
+                for _ in range(args.warmup):
+                    worker.ask(phase)
+            for round_ in range(args.repeats):
+                order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
+                for mode in order:
+                    times[mode][phase].append(float(workers[mode].ask(phase)))
+        memory = {mode: json.loads(worker.ask("memory")) for mode, worker in workers.items()}
+    finally:
+        for worker in workers.values():
+            worker.close()
+    rows = []
+    for mode in modes:
+        row = {"model": name, "mode": mode, "device": workers[mode].device, "batch": args.batch}
+        row["repeats"] = args.repeats
+        for phase in ("train", "infer"):
+            q1, median, q3 = _quartiles(times[mode][phase])
+            row.update({f"{phase}_median_s": median, f"{phase}_q1_s": q1, f"{phase}_q3_s": q3})
+            row[f"{phase}_images_per_s"] = args.batch / median
+        rows.append({**row, **memory[mode]})
+    return rows
 
 
 def measure_evaluation(n_cases: int = 100, repeats: int = 3, seed: int = 0) -> dict:
@@ -151,31 +232,13 @@ def environment() -> dict:
     }
 
 
-def _child(args: argparse.Namespace) -> None:
-    torch.set_num_threads(args.threads)
-    row = measure_model(
-        args.model, args.mode, batch=args.batch, warmup=args.warmup, repeats=args.repeats, device=args.device
-    )
-    print("BENCH-ROW " + json.dumps(row))
-
-
 def run(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for name in args.models:
-        for mode in args.modes:
-            command = [
-                sys.executable, "-m", "tedsnet.bench", "--child", "--model", name, "--mode", mode,
-                "--batch", str(args.batch), "--warmup", str(args.warmup), "--repeats", str(args.repeats),
-                "--threads", str(args.threads), "--device", args.device,
-            ]  # fmt: skip
-            done = subprocess.run(command, capture_output=True, text=True, check=False)
-            line = [x for x in done.stdout.splitlines() if x.startswith("BENCH-ROW ")]
-            if done.returncode != 0 or not line:
-                raise RuntimeError(f"benchmark of {name}/{mode} failed:\n{done.stderr[-2000:]}")
-            row = json.loads(line[-1][len("BENCH-ROW ") :])
+        for row in measure_modes(name, list(args.modes), args):
             rows.append(row)
             print(
-                f"{name:11s} {mode:5s} train {row['train_images_per_s']:7.1f} img/s "
+                f"{name:11s} {row['mode']:5s} train {row['train_images_per_s']:7.1f} img/s "
                 f"(median {row['train_median_s'] * 1e3:6.1f} ms, IQR {row['train_q1_s'] * 1e3:.1f}-"
                 f"{row['train_q3_s'] * 1e3:.1f})  infer {row['infer_images_per_s']:7.1f} img/s "
                 f"(median {row['infer_median_s'] * 1e3:6.1f} ms)  peak RSS {row['peak_rss_mb']:.0f} MB",
@@ -213,12 +276,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: print only)")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        _child(args)
+    if args.worker:
+        _worker(args)
         return 0
     table = run(args)
     if args.out is not None:

@@ -20,6 +20,7 @@ __all__ = [
     "gaussian_smooth",
     "identity_grid",
     "integrate_velocity",
+    "max_pool_3x3_stride2",
     "resize_displacement",
     "warp",
 ]
@@ -170,14 +171,53 @@ def warp(image: Tensor, disp: Tensor) -> Tensor:
         raise ValueError(
             f"warp: image batch {image.shape[0]} must equal disp batch {disp.shape[0]} (or be 1 to broadcast)."
         )
-    height, width = disp.shape[2], disp.shape[3]
-    scale = disp.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
-    grid = identity_grid((height, width), device=disp.device, dtype=disp.dtype)
-    # (B, 2, H, W) in (row, col) voxels -> (B, H, W, 2) normalised (col, row).
-    grid = grid + disp.flip(1).permute(0, 2, 3, 1) * scale
-    if image.shape[0] != grid.shape[0]:
-        image = image.expand(grid.shape[0], -1, -1, -1)
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    if image.shape[0] != disp.shape[0]:
+        image = image.expand(disp.shape[0], -1, -1, -1)
+    return _DisplacementWarp.apply(image, disp)
+
+
+def _sampling_grid(disp: Tensor) -> Tensor:
+    """(B, 2, H, W) displacement in (row, col) voxels -> (B, H, W, 2) ``grid_sample`` grid, normalised (col, row).
+
+    One pass that writes each grid component as identity + displacement * voxel size (``2 / (S - 1)``).
+    """
+    batch, _, height, width = disp.shape
+    identity = identity_grid((height, width), device=disp.device, dtype=disp.dtype)
+    grid = torch.empty(batch, height, width, 2, dtype=disp.dtype, device=disp.device)
+    for axis, (channel, size) in enumerate(((1, width), (0, height))):
+        torch.add(identity[..., axis], disp[:, channel], alpha=2.0 / (size - 1), out=grid[..., axis])
+    return grid
+
+
+class _DisplacementWarp(torch.autograd.Function):
+    """Bilinear, zeros-padded, corner-aligned ``grid_sample`` of ``image`` at ``x + disp(x)``.
+
+    The same maths as building the grid with ``flip``, ``permute``, a multiply and an add and calling
+    ``F.grid_sample``, in fewer passes over the field: the grid is written in one pass, and the grid's gradient
+    is turned back into the displacement's in one pass. On the 5 x 2 x 288 x 416 fields TEDS-Net warps its
+    prior with, each pass is about a millisecond on 2 CPU threads.
+    """
+
+    @staticmethod
+    def forward(ctx, image: Tensor, disp: Tensor) -> Tensor:
+        grid = _sampling_grid(disp)
+        ctx.save_for_backward(image, grid)
+        return torch.grid_sampler_2d(image, grid, 0, 0, True)  # bilinear, zeros, align_corners
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        image, grid = ctx.saved_tensors
+        need_image, need_disp = ctx.needs_input_grad
+        grad_image, grad_grid = torch.ops.aten.grid_sampler_2d_backward(
+            grad.contiguous(), image, grid, 0, 0, True, [need_image, need_disp]
+        )
+        grad_disp = None
+        if need_disp:
+            batch, height, width, _ = grid.shape
+            grad_disp = grid.new_empty(batch, 2, height, width)
+            torch.mul(grad_grid[..., 1], 2.0 / (height - 1), out=grad_disp[:, 0])
+            torch.mul(grad_grid[..., 0], 2.0 / (width - 1), out=grad_disp[:, 1])
+        return (grad_image if need_image else None), grad_disp
 
 
 def integrate_velocity(
@@ -252,10 +292,29 @@ def resize_displacement(disp: Tensor, size: Sequence[int]) -> Tensor:
     if (in_h, in_w) == size:
         return disp
     factors = disp.new_tensor([(size[0] - 1) / (in_h - 1), (size[1] - 1) / (in_w - 1)]).view(1, 2, 1, 1)
-    resized = F.interpolate(disp, size=size, mode="bilinear", align_corners=True)
-    return resized * factors
+    # Bilinear resizing is linear, so the factors are applied on the small grid (fewer passes over the large one).
+    return F.interpolate(disp * factors, size=size, mode="bilinear", align_corners=True)
 
 
 def grid_cell_size(size: Sequence[int]) -> tuple[float, ...]:
     """Size of one voxel of each axis in normalised [-1, 1] coordinates: ``2 / (S_i - 1)``."""
     return tuple(2.0 / (int(s) - 1) for s in size)
+
+
+def max_pool_3x3_stride2(x: Tensor) -> Tensor:
+    """3 x 3 max pooling with stride 2 and padding 1: how TEDS-Net returns the warped prior to the input size.
+
+    Equal to ``F.max_pool2d(x, 3, stride=2, padding=1)`` (a maximum is exact). With autograd it calls it; without
+    (inference) it takes separable strided maxima of the padded input, about 3x faster on 2 CPU threads at 5 x 1 x
+    288 x 416 than the pooling kernel, which also computes argmax indices.
+
+    Shapes: (B, C, H, W) -> (B, C, (H - 1) // 2 + 1, (W - 1) // 2 + 1).
+    """
+    if torch.is_grad_enabled() and x.requires_grad:
+        return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+    out_h, out_w = (x.shape[-2] - 1) // 2 + 1, (x.shape[-1] - 1) // 2 + 1
+    padded = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
+    rows = [padded[..., k : k + 2 * out_h - 1 : 2, :] for k in range(3)]
+    rows = torch.maximum(torch.maximum(rows[0], rows[1]), rows[2])
+    cols = [rows[..., k : k + 2 * out_w - 1 : 2] for k in range(3)]
+    return torch.maximum(torch.maximum(cols[0], cols[1]), cols[2])

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from tedsnet.blocks import Decoder, Encoder, field_head
-from tedsnet.functional import bounded_velocity, integrate_velocity, resize_displacement, warp
+from tedsnet.functional import (
+    bounded_velocity,
+    integrate_velocity,
+    max_pool_3x3_stride2,
+    resize_displacement,
+    warp,
+)
 from tedsnet.outputs import SegmentationOutput
 
 #: Decoder steps of each branch (paper: bulk one step to H/8, fine-tune three steps to H/2).
@@ -123,7 +128,7 @@ class TEDSNet(nn.Module):
         for branch in self.branches:
             warped = warp(warped, fields[branch])
         if self.upsample == 2:
-            warped = F.max_pool2d(warped, kernel_size=3, stride=2, padding=1)
+            warped = max_pool_3x3_stride2(warped)
         return SegmentationOutput(segmentation=warped.clamp(0.0, 1.0), displacements=fields)
 
 

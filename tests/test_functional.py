@@ -9,7 +9,9 @@ from tedsnet.functional import (
     bounded_velocity,
     gaussian_kernel1d,
     gaussian_smooth,
+    identity_grid,
     integrate_velocity,
+    max_pool_3x3_stride2,
     resize_displacement,
     warp,
 )
@@ -156,3 +158,52 @@ def test_smoothing_reduces_folding_of_integrated_random_fields():
 def test_input_checks(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def _warp_by_grid_sample(image, disp):
+    """The textbook formula warp replaces: flip to (col, row), permute, scale, add the identity, grid_sample."""
+    height, width = disp.shape[2], disp.shape[3]
+    scale = disp.new_tensor([2.0 / (width - 1), 2.0 / (height - 1)])
+    grid = identity_grid((height, width), dtype=disp.dtype) + disp.flip(1).permute(0, 2, 3, 1) * scale
+    image = image.expand(grid.shape[0], -1, -1, -1)
+    return F.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+
+
+@pytest.mark.parametrize(
+    "image_shape, disp_shape",
+    [((3, 2, 20, 30), (3, 2, 40, 60)), ((1, 1, 18, 26), (4, 2, 36, 52)), ((2, 2, 9, 13), (2, 2, 9, 13))],
+)
+def test_warp_value_and_gradients_equal_the_grid_sample_formula(image_shape, disp_shape):
+    gen = torch.Generator().manual_seed(0)
+    image = torch.randn(image_shape, generator=gen, dtype=torch.float64, requires_grad=True)
+    disp = (3 * torch.randn(disp_shape, generator=gen, dtype=torch.float64)).requires_grad_()
+    grad = torch.randn(disp_shape[0], image_shape[1], *disp_shape[2:], generator=gen, dtype=torch.float64)
+    want = _warp_by_grid_sample(image, disp)
+    got = warp(image, disp)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=0)
+    got_grads = torch.autograd.grad(got, (image, disp), grad)
+    want_grads = torch.autograd.grad(want, (image, disp), grad)
+    for a, b in zip(got_grads, want_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-12, rtol=0)
+
+
+def test_warp_gradcheck_self_composition_and_broadcast_image():
+    gen = torch.Generator().manual_seed(1)
+    v = torch.randn(2, 2, 7, 9, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: warp(v, v), (v,))  # as in the composition layers
+    image = torch.randn(1, 1, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
+    disp = torch.randn(3, 2, 5, 8, generator=gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(warp, (image, disp))
+
+
+@pytest.mark.parametrize("shape", [(5, 1, 288, 416), (2, 3, 7, 9), (1, 1, 2, 2), (1, 2, 3, 4)])
+def test_max_pool_3x3_stride2_equals_max_pool2d_with_and_without_autograd(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(2))
+    want = F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+    with torch.no_grad():
+        assert torch.equal(max_pool_3x3_stride2(x), want)
+    leaf = x.clone().requires_grad_()
+    out = max_pool_3x3_stride2(leaf)
+    assert torch.equal(out, want)
+    out.sum().backward()
+    assert leaf.grad.sum().item() == out.numel()  # each output's gradient reaches exactly one input

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from tedsnet.experiments import get_experiment
-from tedsnet.speed import FastDropout, FastMaxPool2d, GroupInstanceNorm, apply_speed_mode
+from tedsnet.speed import (
+    CHANNELS_LAST_MAX_CHANNELS,
+    CHANNELS_LAST_MIN_PIXELS,
+    ChannelsLastConv2d,
+    FastDropout,
+    FastMaxPool2d,
+    GroupInstanceNorm,
+    apply_speed_mode,
+    dropout_keep_mask,
+)
 
 H, W = 144, 208
 
@@ -150,3 +159,59 @@ def test_fast_max_pool_equals_max_pool_with_and_without_autograd():
     )
     apply_speed_mode(model, "fp32")
     assert [type(m).__name__ for m in model] == ["FastMaxPool2d", "MaxPool2d", "MaxPool2d"]
+
+
+def test_dropout_mask_follows_torch_seed_and_quantised_probability():
+    x = torch.empty(4, 12, 64, 64)
+    torch.manual_seed(3)
+    first, second = dropout_keep_mask(x, 0.2), dropout_keep_mask(x, 0.2)
+    torch.manual_seed(3)
+    assert torch.equal(dropout_keep_mask(x, 0.2), first)  # torch.manual_seed reproduces the masks
+    assert not torch.equal(first, second)  # each call draws anew
+    assert first.shape == x.shape and first.dtype == torch.bool
+    kept = torch.cat([first.flatten(), second.flatten()]).float().mean().item()
+    # keep probability 1 - 13107 / 65536 = 0.800003; 393,216 draws give a standard error of 0.0006
+    assert kept == pytest.approx(1 - 13107 / 65536, abs=0.003)
+    assert dropout_keep_mask(x, 0.0).all()
+    # neighbouring elements (which share a 64-bit draw) are independent: P(both kept) = 0.8^2
+    pairs = first.flatten().view(-1, 4)
+    assert (pairs[:, 0] & pairs[:, 1]).float().mean().item() == pytest.approx(0.64, abs=0.01)
+
+
+@pytest.mark.parametrize("channels", [(1, 12), (12, 12), (24, 24), (12, 48)])
+def test_channels_last_conv_equals_conv_forward_and_backward(channels):
+    c_in, c_out = channels
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(c_in, c_out, 3, padding=1, bias=c_out == 48)
+    state = torch.get_rng_state()
+    fast = ChannelsLastConv2d.from_conv(copy.deepcopy(conv))
+    assert torch.equal(torch.get_rng_state(), state)  # built on the meta device: no init draws
+    assert list(fast.state_dict()) == list(conv.state_dict())
+    for size in [(72, 104), (16, 20)]:  # above and below CHANNELS_LAST_MIN_PIXELS
+        x = torch.randn(3, c_in, *size)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        ya, yb = conv(a), fast(b)
+        assert yb.is_contiguous()
+        torch.testing.assert_close(yb, ya, atol=1e-5, rtol=1e-5)
+        grad = torch.randn_like(ya)
+        ya.backward(grad)
+        yb.backward(grad)
+        assert b.grad.is_contiguous()
+        # float32 sums in another order: agree to ~1e-6 of the largest gradient (sums of 22,464 products)
+        for got, want in ((b.grad, a.grad), (fast.weight.grad, conv.weight.grad)):
+            torch.testing.assert_close(got, want, atol=1e-5 * want.abs().max().item(), rtol=0)
+        conv.zero_grad()
+        fast.zero_grad()
+    assert 72 * 104 >= CHANNELS_LAST_MIN_PIXELS > 16 * 20
+
+
+def test_fp32_mode_shares_convolution_parameters_and_keeps_wide_ones_plain():
+    model = get_experiment("tedsnet").build(seed=0)
+    before = {name: p for name, p in model.named_parameters()}
+    keys = list(model.state_dict())
+    apply_speed_mode(model, "fp32")
+    assert list(model.state_dict()) == keys
+    assert all(p is before[name] for name, p in model.named_parameters())
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(type(m) is ChannelsLastConv2d for m in convs)
+    assert max(m.in_channels for m in convs) > CHANNELS_LAST_MAX_CHANNELS  # those run the plain path
