@@ -84,49 +84,45 @@ def grad_loss(disp: Tensor, *, identity: bool = True) -> Tensor:
     """
     if disp.dim() != 4 or disp.shape[1] != 2:
         raise ValueError(f"grad_loss: disp must have shape (B, 2, H, W), got {tuple(disp.shape)}.")
-    scale = disp.new_tensor(grid_cell_size(disp.shape[-2:])).view(1, 2, 1, 1)
-    return _HalfMeanSquaredDifferences.apply(disp * scale, bool(identity))
-
-
-def _identity_plus(phi: Tensor) -> Tensor:
-    """``phi`` (B, 2, H, W) plus the corner-aligned identity map in normalised coordinates (rows, cols)."""
-    height, width = phi.shape[-2:]
-    rows = torch.linspace(-1.0, 1.0, height, dtype=phi.dtype, device=phi.device).view(1, 1, height, 1)
-    cols = torch.linspace(-1.0, 1.0, width, dtype=phi.dtype, device=phi.device).view(1, 1, 1, width)
-    return torch.cat((phi[:, :1] + rows, phi[:, 1:] + cols), dim=1)
+    return _HalfMeanSquaredDifferences.apply(disp, bool(identity))
 
 
 class _HalfMeanSquaredDifferences(torch.autograd.Function):
-    """``1/2 [mean(D_row phi^2) + mean(D_col phi^2)]`` of (B, 2, H, W) ``phi`` (optionally plus the identity).
+    """L_Grad of a (B, 2, H, W) voxel displacement, with its gradient written in a few passes over the field.
 
-    The forward is autograd's; the backward writes the gradient into one tensor instead of letting autograd
-    zero-fill a full-size tensor for every one of the six slices (four differences, two channels) and add them:
-    at 5 x 2 x 288 x 416 those fills and adds were a large share of L_Grad's cost. It performs the same
-    floating-point operations in the order autograd's engine accumulates them, so the gradient is bit-identical
-    (tested), and training with it reproduces a run trained before it.
+    Forward: the row and column differences of the displacement, times each channel's voxel size in normalised
+    units, plus that voxel size on the channel's own axis when the identity map is included (the identity's
+    differences are constant); then half the mean of their squares. Backward: ``grad / count * size *
+    difference`` per direction, scattered to both ends of each difference, written into one tensor. At 5 x 2 x 288
+    x 416 on 2 threads this is about half the time of the autograd formula's forward and backward (which builds
+    the normalised map, concatenates the identity and zero-fills a full-size gradient for each of its six slices);
+    value and gradient equal it to float32 rounding (tested against it in float64).
     """
 
     @staticmethod
-    def forward(ctx, phi: Tensor, identity: bool) -> Tensor:
+    def forward(ctx, disp: Tensor, identity: bool) -> Tensor:
+        sizes = grid_cell_size(disp.shape[-2:])
+        scale = disp.new_tensor(sizes).view(1, 2, 1, 1)
+        d_row = torch.sub(disp[:, :, 1:, :], disp[:, :, :-1, :]).mul_(scale)
+        d_col = torch.sub(disp[:, :, :, 1:], disp[:, :, :, :-1]).mul_(scale)
         if identity:
-            phi = _identity_plus(phi)
-        d_row = phi[:, :, 1:, :] - phi[:, :, :-1, :]
-        d_col = phi[:, :, :, 1:] - phi[:, :, :, :-1]
-        ctx.save_for_backward(d_row, d_col)
-        return 0.5 * (d_row.pow(2).mean() + d_col.pow(2).mean())
+            d_row[:, 0].add_(sizes[0])
+            d_col[:, 1].add_(sizes[1])
+        ctx.save_for_backward(d_row, d_col, scale)
+        return 0.5 * (d_row.square().mean() + d_col.square().mean())
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
-        d_row, d_col = ctx.saved_tensors
-        half = grad * 0.5
-        # mean's backward (expand, divide by the count), then pow's (times 2 d): as autograd computes them
-        g_row = (half.expand(d_row.shape) / d_row.numel()) * (2 * d_row)
-        g_col = (half.expand(d_col.shape) / d_col.numel()) * (2 * d_col)
-        shape = (*d_row.shape[:2], d_row.shape[2] + 1, d_row.shape[3])
-        out = g_row.new_zeros(shape)
+        d_row, d_col, scale = ctx.saved_tensors
+        g_row = d_row * (scale * (grad / d_row.numel()))
+        g_col = d_col * (scale * (grad / d_col.numel()))
+        out = torch.empty(
+            *d_row.shape[:2], d_row.shape[2] + 1, d_row.shape[3], dtype=d_row.dtype, device=d_row.device
+        )
+        torch.neg(g_row[:, :, :1], out=out[:, :, :1])
+        torch.sub(g_row[:, :, :-1], g_row[:, :, 1:], out=out[:, :, 1:-1])
+        out[:, :, -1:] = g_row[:, :, -1:]
         out[:, :, :, :-1] -= g_col
         out[:, :, :, 1:] += g_col
-        out[:, :, :-1, :] -= g_row
-        out[:, :, 1:, :] += g_row
         return out, None
