@@ -113,9 +113,36 @@ def gaussian_smooth(x: Tensor, sigma: float = 2.0, size: int = 5) -> Tensor:
     -------
     Tensor
         (B, C, H, W).
+
+    Notes
+    -----
+    The operator is linear and, its kernel being symmetric, self-adjoint under zeros padding, so its backward is
+    the same smoothing of the incoming gradient (:class:`_SelfAdjointSmoothing`): autograd through the shifted
+    sums would zero-fill a padded gradient for each of the ten shifts.
     """
-    weights = gaussian_kernel1d(sigma, size, dtype=torch.float64).tolist()
+    return _SelfAdjointSmoothing.apply(x, _gaussian_weights(float(sigma), int(size)))
+
+
+@lru_cache(maxsize=32)
+def _gaussian_weights(sigma: float, size: int) -> tuple[float, ...]:
+    return tuple(gaussian_kernel1d(sigma, size, dtype=torch.float64).tolist())
+
+
+def _smooth_separable(x: Tensor, weights: Sequence[float]) -> Tensor:
     return _correlate1d(_correlate1d(x, weights, -2), weights, -1)
+
+
+class _SelfAdjointSmoothing(torch.autograd.Function):
+    """Separable zero-padded correlation with a symmetric kernel; its adjoint (the backward) is itself."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weights: tuple[float, ...]) -> Tensor:
+        ctx.weights = weights
+        return _smooth_separable(x, weights)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        return _SelfAdjointSmoothing.apply(grad, ctx.weights), None
 
 
 @lru_cache(maxsize=32)
