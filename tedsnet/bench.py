@@ -159,9 +159,11 @@ def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list
     machine's speed (on shared virtual machines, +-30 % over minutes) falls on all modes alike and their ratios
     stay paired. Training steps first, then inference forwards.
     """
-    workers = {mode: _Worker(name, mode, args) for mode in modes}
+    workers = {}
     times = {mode: {"train": [], "infer": []} for mode in modes}
     try:
+        for mode in modes:
+            workers[mode] = _Worker(name, mode, args)
         for phase in ("train", "infer"):
             for worker in workers.values():
                 for _ in range(args.warmup):
