@@ -178,8 +178,13 @@ def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list
             worker.close()
     rows = []
     for mode in modes:
-        row = {"model": name, "mode": mode, "device": workers[mode].device, "batch": args.batch}
-        row["repeats"] = args.repeats
+        row = {
+            "model": name,
+            "mode": mode,
+            "device": workers[mode].device,
+            "batch": args.batch,
+            "repeats": args.repeats,
+        }
         for phase in ("train", "infer"):
             q1, median, q3 = _quartiles(times[mode][phase])
             row.update({f"{phase}_median_s": median, f"{phase}_q1_s": q1, f"{phase}_q3_s": q3})

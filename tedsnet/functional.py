@@ -210,9 +210,11 @@ def _sampling_grid(disp: Tensor) -> Tensor:
     """
     batch, _, height, width = disp.shape
     identity = identity_grid((height, width), device=disp.device, dtype=disp.dtype)
+    row_size, col_size = grid_cell_size((height, width))
     grid = torch.empty(batch, height, width, 2, dtype=disp.dtype, device=disp.device)
-    for axis, (channel, size) in enumerate(((1, width), (0, height))):
-        torch.add(identity[..., axis], disp[:, channel], alpha=2.0 / (size - 1), out=grid[..., axis])
+    # grid axis 0 is x (columns, displacement channel 1), axis 1 is y (rows, channel 0)
+    torch.add(identity[..., 0], disp[:, 1], alpha=col_size, out=grid[..., 0])
+    torch.add(identity[..., 1], disp[:, 0], alpha=row_size, out=grid[..., 1])
     return grid
 
 
@@ -241,9 +243,10 @@ class _DisplacementWarp(torch.autograd.Function):
         grad_disp = None
         if need_disp:
             batch, height, width, _ = grid.shape
+            row_size, col_size = grid_cell_size((height, width))
             grad_disp = grid.new_empty(batch, 2, height, width)
-            torch.mul(grad_grid[..., 1], 2.0 / (height - 1), out=grad_disp[:, 0])
-            torch.mul(grad_grid[..., 0], 2.0 / (width - 1), out=grad_disp[:, 1])
+            torch.mul(grad_grid[..., 1], row_size, out=grad_disp[:, 0])
+            torch.mul(grad_grid[..., 0], col_size, out=grad_disp[:, 1])
         return (grad_image if need_image else None), grad_disp
 
 
