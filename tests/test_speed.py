@@ -92,6 +92,26 @@ def test_fast_mode_runs_convolutions_in_bf16_and_fields_in_fp32():
     assert not torch.is_autocast_enabled("cpu")  # the context is left after every call
 
 
+@pytest.mark.parametrize("name", ["tedsnet", "unet"])
+def test_fast_mode_hands_encoder_features_on_in_bf16_without_changing_the_output(name):
+    experiment = get_experiment(name)
+    model = apply_speed_mode(experiment.build(seed=0), "fast").eval()
+    seen = {}
+    model.encoder.register_forward_hook(lambda m, i, o: seen.update(dtypes={t.dtype for t in [*o[0], o[1]]}))
+    image = torch.rand(2, 1, H, W, generator=torch.Generator().manual_seed(3))
+    prior = experiment.prior_tensor((H, W))
+    with torch.no_grad():
+        kept = model(image, prior)
+        assert seen["dtypes"] == {torch.bfloat16}
+        model.encoder.autocast_float_outputs = True  # the cast to float32 and back it saves is exact
+        cast = model(image, prior)
+        assert seen["dtypes"] == {torch.float32}
+    assert kept.segmentation.dtype == torch.float32
+    assert torch.equal(kept.segmentation, cast.segmentation)
+    for branch, field in kept.displacements.items():
+        assert torch.equal(field, cast.displacements[branch])
+
+
 def test_fast_mode_leaves_autocast_when_the_forward_fails():
     experiment = get_experiment("tedsnet")
     model = apply_speed_mode(experiment.build(seed=0), "fast")
@@ -205,6 +225,23 @@ def test_channels_last_conv_equals_conv_forward_and_backward(channels):
         conv.zero_grad()
         fast.zero_grad()
     assert 72 * 104 >= CHANNELS_LAST_MIN_PIXELS > 16 * 20
+
+
+def test_channels_last_conv_runs_plain_for_one_input_channel_and_without_autograd(monkeypatch):
+    import tedsnet.speed as speed
+
+    copies = []
+    real = speed._ToChannelsLast.apply
+    monkeypatch.setattr(speed._ToChannelsLast, "apply", lambda x: copies.append(x.shape) or real(x))
+    x = torch.randn(2, 12, 72, 104)
+    for c_in, expected in ((1, 0), (12, 1)):
+        conv = ChannelsLastConv2d(c_in, 12, 3, padding=1, bias=False)
+        copies.clear()
+        conv(x[:, :c_in].clone().requires_grad_()).sum().backward()
+        assert len(copies) == expected
+        with torch.no_grad():
+            conv(x[:, :c_in])
+        assert len(copies) == expected
 
 
 def test_fp32_mode_shares_convolution_parameters_and_keeps_wide_ones_plain():
