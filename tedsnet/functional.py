@@ -22,6 +22,7 @@ __all__ = [
     "integrate_velocity",
     "max_pool_3x3_stride2",
     "resize_displacement",
+    "separable_window_max",
     "warp",
 ]
 
@@ -342,9 +343,23 @@ def max_pool_3x3_stride2(x: Tensor) -> Tensor:
     """
     if torch.is_grad_enabled() and x.requires_grad:
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
-    out_h, out_w = (x.shape[-2] - 1) // 2 + 1, (x.shape[-1] - 1) // 2 + 1
-    padded = F.pad(x, (1, 1, 1, 1), value=float("-inf"))
-    rows = [padded[..., k : k + 2 * out_h - 1 : 2, :] for k in range(3)]
-    rows = torch.maximum(torch.maximum(rows[0], rows[1]), rows[2])
-    cols = [rows[..., k : k + 2 * out_w - 1 : 2] for k in range(3)]
-    return torch.maximum(torch.maximum(cols[0], cols[1]), cols[2])
+    return separable_window_max(F.pad(x, (1, 1, 1, 1), value=float("-inf")), kernel=3, stride=2)
+
+
+def separable_window_max(x: Tensor, kernel: int, stride: int) -> Tensor:
+    """Maximum over ``kernel x kernel`` windows at ``stride`` (no padding), as strided maxima of rows then columns.
+
+    Equal to ``F.max_pool2d(x, kernel, stride)`` (a maximum is exact; NaN propagates) but without argmax indices or
+    autograd bookkeeping: the inference path of the suite's max poolings, several times faster on CPU than the
+    pooling kernel. Pad ``x`` with ``-inf`` first for padded pooling.
+
+    Shapes: (..., H, W) -> (..., (H - kernel) // stride + 1, (W - kernel) // stride + 1).
+    """
+    out_h, out_w = (x.shape[-2] - kernel) // stride + 1, (x.shape[-1] - kernel) // stride + 1
+    rows = x[..., : stride * (out_h - 1) + 1 : stride, :]
+    for k in range(1, kernel):
+        rows = torch.maximum(rows, x[..., k : k + stride * (out_h - 1) + 1 : stride, :])
+    out = rows[..., : stride * (out_w - 1) + 1 : stride]
+    for k in range(1, kernel):
+        out = torch.maximum(out, rows[..., k : k + stride * (out_w - 1) + 1 : stride])
+    return out

@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tedsnet.functional import separable_window_max
+
 SPEED_MODES = ("eager", "fp32", "fast")
 
 
@@ -190,8 +192,7 @@ class FastMaxPool2d(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         if (torch.is_grad_enabled() and x.requires_grad) or x.shape[-2] % 2 or x.shape[-1] % 2:
             return F.max_pool2d(x, 2)
-        rows = torch.maximum(x[..., 0::2, :], x[..., 1::2, :])
-        return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+        return separable_window_max(x, kernel=2, stride=2)
 
 
 def _enter_autocast(module: nn.Module, args) -> None:

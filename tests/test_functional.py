@@ -13,6 +13,7 @@ from tedsnet.functional import (
     integrate_velocity,
     max_pool_3x3_stride2,
     resize_displacement,
+    separable_window_max,
     warp,
 )
 from tedsnet.metrics import nonpositive_jacobian_percent
@@ -194,6 +195,17 @@ def test_warp_gradcheck_self_composition_and_broadcast_image():
     image = torch.randn(1, 1, 6, 7, generator=gen, dtype=torch.float64, requires_grad=True)
     disp = torch.randn(3, 2, 5, 8, generator=gen, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(warp, (image, disp))
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(2, 2), (3, 2), (3, 1), (2, 3)])
+@pytest.mark.parametrize("size", [(8, 10), (9, 7)])
+def test_separable_window_max_equals_max_pool2d(kernel, stride, size):
+    x = torch.randn(2, 3, *size, generator=torch.Generator().manual_seed(5))
+    x[0, 0, 1, 1] = float("nan")
+    x[1, 2, 2:4, 2:4] = 0.0  # ties
+    got = separable_window_max(x, kernel, stride)
+    torch.testing.assert_close(got, F.max_pool2d(x, kernel, stride), equal_nan=True, atol=0, rtol=0)
+    assert got[0, 0].isnan().any()
 
 
 @pytest.mark.parametrize("shape", [(5, 1, 288, 416), (2, 3, 7, 9), (1, 1, 2, 2), (1, 2, 3, 4)])
