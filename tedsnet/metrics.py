@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "JACOBIAN_SLAB_ROWS",
     "RING_BETTI",
     "betti_numbers",
     "dice",
@@ -136,12 +137,16 @@ def has_ring_topology(mask, connectivity: int = 4) -> bool:
     return betti_numbers(mask, connectivity) == RING_BETTI
 
 
-def _as_field(disp) -> np.ndarray:
-    arr = np.asarray(disp.detach().cpu() if hasattr(disp, "detach") else disp, dtype=np.float64)
+def _check_field_shape(arr: np.ndarray) -> None:
     if arr.ndim != 3 or arr.shape[0] != 2 or min(arr.shape[1:]) < 2:
         raise ValueError(
             f"disp must be a 2-D displacement of shape (2, H, W) with H, W >= 2 (voxels), got {arr.shape}."
         )
+
+
+def _as_field(disp) -> np.ndarray:
+    arr = np.asarray(disp.detach().cpu() if hasattr(disp, "detach") else disp, dtype=np.float64)
+    _check_field_shape(arr)
     return arr
 
 
@@ -220,32 +225,58 @@ def nonpositive_jacobian_percent(disp, central: bool = False) -> float:
     return float(100.0 * np.count_nonzero(det <= 0) / det.size)
 
 
-def _nonpositive_percent_inplace(d0_dr, d0_dc, d1_dr, d1_dc) -> float:
-    """% of ``(1 + d0_dr)(1 + d1_dc) - d0_dc d1_dr <= 0``, computed in place in the (fresh) arrays given.
+#: Rows of the field per slab in :func:`nonpositive_jacobian_percents`: at 416 columns its float64 temporaries stay
+#: under glibc's 128 KiB mmap threshold, so the allocator recycles them instead of mapping (and zeroing) fresh
+#: pages for every field; measured: all metrics of 100 cases with two 288 x 416 fields 1.77 -> 0.94 s.
+JACOBIAN_SLAB_ROWS = 32
+
+
+def _count_nonpositive_inplace(d0_dr, d0_dc, d1_dr, d1_dc) -> int:
+    """How many ``(1 + d0_dr)(1 + d1_dc) - d0_dc d1_dr <= 0``, computed in place in the (fresh) arrays given.
 
     The same operations in the same order as :func:`_determinant` (bit-identical determinants), without a new
-    array per operation: the Jacobians dominate the per-case evaluation time.
+    array per operation.
     """
     np.add(d0_dr, 1.0, out=d0_dr)
     np.add(d1_dc, 1.0, out=d1_dc)
     np.multiply(d0_dr, d1_dc, out=d0_dr)
     np.multiply(d0_dc, d1_dr, out=d0_dc)
     np.subtract(d0_dr, d0_dc, out=d0_dr)
-    return float(100.0 * np.count_nonzero(d0_dr <= 0) / d0_dr.size)
+    return int(np.count_nonzero(d0_dr <= 0))
+
+
+def _central_differences_of_rows(u: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, ...]:
+    """:func:`_central_differences` of ``u`` restricted to rows ``start:stop``, reading one halo row each side."""
+    lo, hi = max(start - 1, 0), min(stop + 1, u.shape[1])
+    slab = u[:, lo:hi].astype(np.float64)
+    rows = slice(start - lo, stop - lo)
+    return tuple(
+        _central_difference(slab[c], 0)[rows] if axis == 0 else _central_difference(slab[c, rows], 1)
+        for c in (0, 1)
+        for axis in (0, 1)
+    )
 
 
 def nonpositive_jacobian_percents(disp) -> tuple[float, float]:
     """(forward, central) percentages of non-positive Jacobian determinants of ``x -> x + u(x)``.
 
     Equal to ``nonpositive_jacobian_percent(disp)`` and ``nonpositive_jacobian_percent(disp, central=True)``
-    (tested), converting the field once and computing in place.
+    (tested): the same float64 operations, computed in place on slabs of :data:`JACOBIAN_SLAB_ROWS` rows (the
+    Jacobians dominate the per-case evaluation time, and small temporaries are cheap to allocate).
 
     Parameters
     ----------
     disp : array (2, H, W)
         Displacement in voxels; channel 0 along rows, 1 along columns.
     """
-    u = _as_field(disp)
-    forward = _nonpositive_percent_inplace(*_forward_differences(u))
-    central = _nonpositive_percent_inplace(*_central_differences(u))
-    return forward, central
+    u = np.asarray(disp.detach().cpu() if hasattr(disp, "detach") else disp)
+    _check_field_shape(u)
+    height, width = u.shape[1:]
+    forward = central = 0
+    for start in range(0, height, JACOBIAN_SLAB_ROWS):
+        stop = min(start + JACOBIAN_SLAB_ROWS, height)
+        if start < height - 1:  # forward differences of rows start .. min(stop, H - 1) - 1
+            slab = u[:, start : min(stop, height - 1) + 1].astype(np.float64)
+            forward += _count_nonpositive_inplace(*_forward_differences(slab))
+        central += _count_nonpositive_inplace(*_central_differences_of_rows(u, start, stop))
+    return 100.0 * forward / ((height - 1) * (width - 1)), 100.0 * central / (height * width)

@@ -2,10 +2,12 @@
 
 import numpy as np
 import pytest
+import torch
 from medpy.metric import binary as medpy_binary
 from scipy import ndimage
 
 from tedsnet.metrics import (
+    JACOBIAN_SLAB_ROWS,
     betti_numbers,
     dice,
     has_ring_topology,
@@ -140,11 +142,24 @@ def test_metric_input_checks(call, message):
         call()
 
 
-def test_both_jacobian_percentages_at_once_equal_the_separate_ones():
+@pytest.mark.parametrize(
+    "height", [2, 3, 31, 32, 33, 64, 65, 97]
+)  # slabs of JACOBIAN_SLAB_ROWS: edges, 1-row tails
+def test_both_jacobian_percentages_at_once_equal_the_separate_ones(height):
+    assert JACOBIAN_SLAB_ROWS == 32
     rng = np.random.default_rng(7)
     for scale in (0.1, 1.0, 3.0):  # from no folds to many
-        disp = (rng.normal(size=(2, 37, 53)) * scale).astype(np.float32)
+        disp = (rng.normal(size=(2, height, 53)) * scale).astype(np.float32)
         forward, central = nonpositive_jacobian_percents(disp)
         assert forward == nonpositive_jacobian_percent(disp)
         assert central == nonpositive_jacobian_percent(disp, central=True)
-    assert nonpositive_jacobian_percents(np.zeros((2, 5, 6))) == (0.0, 0.0)
+    assert nonpositive_jacobian_percents(np.zeros((2, height, 6))) == (0.0, 0.0)
+    assert nonpositive_jacobian_percents(torch.from_numpy(disp)) == (forward, central)
+
+
+def test_jacobian_percentages_count_a_fold_at_a_slab_boundary():
+    disp = np.zeros((2, 64, 8))
+    disp[0, 32:, :] = -3.0  # rows 32.. (the second slab) move up past rows 29-31: a fold at the boundary
+    forward, central = nonpositive_jacobian_percents(disp)
+    assert forward == 100.0 * 7 / (63 * 7)  # forward row 31: 1 + (-3 - 0) = -2
+    assert central == 100.0 * 2 * 8 / (64 * 8)  # central rows 31 and 32: 1 + (-3 - 0) / 2 = -0.5
