@@ -6,7 +6,7 @@
     The same maths as ``eager``: eval-mode outputs and fields equal it to float32 rounding (tested within 1e-5);
     dropout masks come from 16-bit integers of a vectorised generator, instance norm runs on the fused group-norm
     kernel, the few-channel convolutions on large inputs run channels-last, and 2 x 2 max pooling without autograd
-    is two strided maxima.
+    is two strided maxima. The process's allocator keeps freed memory (:mod:`tedsnet.allocator`).
 ``fast``
     ``fp32`` plus bf16 autocast on the convolutional feature networks; the diffeomorphic layers (bounded
     velocity, composition layers, Gaussian smoothing, super upsample, warping) stay in float32. Encoder features
@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from tedsnet.allocator import keep_freed_memory
 from tedsnet.functional import separable_window_max
 
 SPEED_MODES = ("eager", "fp32", "fast")
@@ -296,6 +297,9 @@ def _feature_networks(model: nn.Module) -> Iterable[tuple[nn.Module, str, bool]]
 def apply_speed_mode(model: nn.Module, mode: str) -> nn.Module:
     """Switch ``model`` (in place) to a speed mode and return it.
 
+    ``fp32`` and ``fast`` also raise glibc's malloc thresholds for the whole process
+    (:func:`tedsnet.allocator.keep_freed_memory`).
+
     Parameters
     ----------
     model : nn.Module
@@ -312,6 +316,7 @@ def apply_speed_mode(model: nn.Module, mode: str) -> nn.Module:
         raise ValueError(f"apply_speed_mode: mode must be one of {SPEED_MODES}, got {mode!r}.")
     if mode == "eager":
         return model
+    keep_freed_memory()
     _replace_fp32_modules(model)
     if mode == "fast":
         for parent, name, float_outputs in list(_feature_networks(model)):
