@@ -163,7 +163,7 @@ def _forward_differences(u: np.ndarray) -> tuple[np.ndarray, ...]:
 
 def _central_differences(u: np.ndarray) -> tuple[np.ndarray, ...]:
     """The same derivatives by central differences (one-sided at the borders), each (H, W), fresh."""
-    return tuple(_central_difference(u[c], axis) for c in (0, 1) for axis in (0, 1))
+    return _central_differences_of_rows(u, 0, u.shape[1])
 
 
 def _determinant(d0_dr, d0_dc, d1_dr, d1_dc) -> np.ndarray:
@@ -246,9 +246,9 @@ def _count_nonpositive_inplace(d0_dr, d0_dc, d1_dr, d1_dc) -> int:
 
 
 def _central_differences_of_rows(u: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, ...]:
-    """:func:`_central_differences` of ``u`` restricted to rows ``start:stop``, reading one halo row each side."""
+    """Central differences of ``u`` (float64) on rows ``start:stop``, reading one halo row each side; fresh arrays."""
     lo, hi = max(start - 1, 0), min(stop + 1, u.shape[1])
-    slab = u[:, lo:hi].astype(np.float64)
+    slab = u[:, lo:hi].astype(np.float64, copy=False)
     rows = slice(start - lo, stop - lo)
     return tuple(
         _central_difference(slab[c], 0)[rows] if axis == 0 else _central_difference(slab[c, rows], 1)
@@ -276,7 +276,7 @@ def nonpositive_jacobian_percents(disp) -> tuple[float, float]:
     for start in range(0, height, JACOBIAN_SLAB_ROWS):
         stop = min(start + JACOBIAN_SLAB_ROWS, height)
         if start < height - 1:  # forward differences of rows start .. min(stop, H - 1) - 1
-            slab = u[:, start : min(stop, height - 1) + 1].astype(np.float64)
+            slab = u[:, start : min(stop, height - 1) + 1].astype(np.float64, copy=False)
             forward += _count_nonpositive_inplace(*_forward_differences(slab))
         central += _count_nonpositive_inplace(*_central_differences_of_rows(u, start, stop))
     return 100.0 * forward / ((height - 1) * (width - 1)), 100.0 * central / (height * width)

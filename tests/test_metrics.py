@@ -142,9 +142,8 @@ def test_metric_input_checks(call, message):
         call()
 
 
-@pytest.mark.parametrize(
-    "height", [2, 3, 31, 32, 33, 64, 65, 97]
-)  # slabs of JACOBIAN_SLAB_ROWS: edges, 1-row tails
+# heights around multiples of JACOBIAN_SLAB_ROWS: whole slabs, one-row tails, a single slab
+@pytest.mark.parametrize("height", [2, 3, 31, 32, 33, 64, 65, 97])
 def test_both_jacobian_percentages_at_once_equal_the_separate_ones(height):
     assert JACOBIAN_SLAB_ROWS == 32
     rng = np.random.default_rng(7)
