@@ -4,7 +4,8 @@ For each model (TEDS-Net, both U-Nets, VoxelMorph) and speed mode (:mod:`tedsnet
 144 x 208 and batch 5 on the current device: the training step (forward + backward + Adam) and the inference
 forward, as median latency and spread (interquartile range) over repeated steps after warm-up, images/s, and the
 peak memory of a fresh process. It also times the per-case evaluation of 100 test cases (Betti numbers, Dice,
-Hausdorff, Jacobians of both fields) and records the torch version, threads, device and processor flags.
+Hausdorff, Jacobians of both fields) and records the torch version, threads, device, processor model and flags
+(hosts of one machine type differ: the ``fast`` mode's bf16 convolutions pay off on some CPUs and not others).
 
 Every (model, mode) runs in its own worker process so that peak memory and allocator state are its own, and the
 modes of a model take turns step by step (:func:`measure_modes`), so their ratios are paired even when the
@@ -217,12 +218,14 @@ def measure_evaluation(n_cases: int = 100, repeats: int = 3, seed: int = 0) -> d
 
 
 def environment() -> dict:
-    """Torch version, threads, device and processor flags."""
-    flags = ""
+    """Torch version, threads, device, processor model and flags."""
+    flags, model = "", ""
     try:
         with open("/proc/cpuinfo") as handle:
             for line in handle:
-                if line.startswith("flags"):
+                if line.startswith("model name") and not model:
+                    model = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
                     wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "f16c")
                     flags = " ".join(f for f in line.split(":", 1)[1].split() if f in wanted)
                     break
@@ -233,6 +236,7 @@ def environment() -> dict:
         "threads": torch.get_num_threads(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "processor": platform.processor() or platform.machine(),
+        "cpu_model": model,
         "cpu_count": os.cpu_count(),
         "cpu_flags": flags,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "",

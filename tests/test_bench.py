@@ -23,3 +23,11 @@ def test_worker_failure_is_reported_with_its_error():
     args = argparse.Namespace(batch=2, warmup=1, repeats=1, threads=1, device="cpu")
     with pytest.raises(RuntimeError, match="benchmark of no_such_model/fp32 failed"):
         bench.measure_modes("no_such_model", ["fp32"], args)
+
+
+def test_environment_names_the_processor_model():
+    env = bench.environment()
+    assert env["threads"] >= 1 and env["torch"] == __import__("torch").__version__
+    with open("/proc/cpuinfo") as handle:
+        names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
+    assert env["cpu_model"] == (names[0] if names else "")
