@@ -217,20 +217,29 @@ def measure_evaluation(n_cases: int = 100, repeats: int = 3, seed: int = 0) -> d
     return {"n_cases": n_cases, "seconds_median": float(statistics.median(times)), "seconds_min": min(times)}
 
 
-def environment() -> dict:
-    """Torch version, threads, device, processor model and flags."""
-    flags, model = "", ""
+#: The processor flags the benchmark records (vector units and bf16 support).
+RECORDED_CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "f16c")
+
+
+def cpu_info(path: str | Path = "/proc/cpuinfo") -> tuple[str, str]:
+    """(model name, recorded flags) of the first processor listed in ``path``; empty strings where absent."""
+    model, flags = "", ""
     try:
-        with open("/proc/cpuinfo") as handle:
+        with open(path) as handle:
             for line in handle:
                 if line.startswith("model name") and not model:
                     model = line.split(":", 1)[1].strip()
                 elif line.startswith("flags"):
-                    wanted = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile", "fma", "f16c")
-                    flags = " ".join(f for f in line.split(":", 1)[1].split() if f in wanted)
+                    flags = " ".join(f for f in line.split(":", 1)[1].split() if f in RECORDED_CPU_FLAGS)
                     break
     except OSError:
         pass
+    return model, flags
+
+
+def environment() -> dict:
+    """Torch version, threads, device, processor model and flags."""
+    model, flags = cpu_info()
     return {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

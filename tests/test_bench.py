@@ -3,6 +3,7 @@
 import argparse
 
 import pytest
+import torch
 
 from tedsnet import bench
 
@@ -25,9 +26,14 @@ def test_worker_failure_is_reported_with_its_error():
         bench.measure_modes("no_such_model", ["fp32"], args)
 
 
-def test_environment_names_the_processor_model():
+def test_cpu_info_reads_the_first_processor_model_and_the_recorded_flags(tmp_path):
+    listing = tmp_path / "cpuinfo"
+    listing.write_text(
+        "processor\t: 0\nmodel name\t: Example CPU @ 2.30GHz\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16\n\n"
+        "processor\t: 1\nmodel name\t: Other CPU\nflags\t\t: fpu\n"
+    )
+    assert bench.cpu_info(listing) == ("Example CPU @ 2.30GHz", "avx2 fma avx512f avx512_bf16")
+    assert bench.cpu_info(tmp_path / "missing") == ("", "")
     env = bench.environment()
-    assert env["threads"] >= 1 and env["torch"] == __import__("torch").__version__
-    with open("/proc/cpuinfo") as handle:
-        names = [line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")]
-    assert env["cpu_model"] == (names[0] if names else "")
+    assert env["threads"] >= 1 and env["torch"] == torch.__version__
+    assert (env["cpu_model"], env["cpu_flags"]) == bench.cpu_info()
