@@ -15,6 +15,7 @@ from tedsnet.speed import (
     GroupInstanceNorm,
     apply_speed_mode,
     dropout_keep_mask,
+    dropout_multiplier,
 )
 
 H, W = 144, 208
@@ -179,6 +180,40 @@ def test_fast_max_pool_equals_max_pool_with_and_without_autograd():
     )
     apply_speed_mode(model, "fp32")
     assert [type(m).__name__ for m in model] == ["FastMaxPool2d", "MaxPool2d", "MaxPool2d"]
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 12, 18), (1, 2, 7, 9), (2, 3, 8, 11)])
+def test_fast_max_pool_backward_gives_ties_to_the_first_maximum_as_max_pool(shape):
+    """Integer-valued and ReLU'd inputs tie often (all-zero windows after dropout): the first maximum in
+    row-major order gets the gradient, as in max_pool2d's argmax; odd sizes leave the cropped edge at zero."""
+    gen = torch.Generator().manual_seed(5)
+    for x in (torch.randint(0, 3, shape, generator=gen).float(), torch.relu(torch.randn(shape, generator=gen))):
+        grad = torch.randn(shape[0], shape[1], shape[3] // 2, shape[2] // 2, generator=gen).transpose(-1, -2)
+        a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
+        torch.nn.functional.max_pool2d(a, 2).backward(grad)
+        FastMaxPool2d()(b).backward(grad)  # a non-contiguous incoming gradient too
+        assert torch.equal(a.grad, b.grad)
+        assert (b.grad != 0).sum() == (grad != 0).sum()  # one element per window
+
+
+def test_fast_dropout_equals_the_masked_and_scaled_input_in_float32_and_bf16():
+    """x * (1 / (1 - p)) where kept, rounded in x's dtype, as nn.Dropout computes it; the multiplier is the same
+    draw as the keep mask."""
+    x = torch.rand(3, 5, 40, 40, generator=torch.Generator().manual_seed(2))
+    for p in (0.2, 0.3):  # 1.25 is exact in bf16, 1 / 0.7 is not
+        for dtype in (torch.float32, torch.bfloat16):
+            xd = x.to(dtype)
+            torch.manual_seed(7)
+            keep = dropout_keep_mask(xd, p)
+            torch.manual_seed(7)
+            multiplier = dropout_multiplier(xd, p)
+            assert multiplier.dtype == dtype
+            assert torch.equal(multiplier != 0, keep)
+            assert set(multiplier.unique().tolist()) == {0.0, torch.tensor(1 / (1 - p), dtype=dtype).item()}
+            torch.manual_seed(7)
+            y = FastDropout(p)(xd)
+            assert y.dtype == dtype
+            assert torch.equal(y, torch.where(keep, xd * (1.0 / (1.0 - p)), 0.0))
 
 
 def test_dropout_mask_follows_torch_seed_and_quantised_probability():
