@@ -221,7 +221,8 @@ class _MaxPool2x2(torch.autograd.Function):
         out_h, out_w = y.shape[-2:]
         grad_x = torch.zeros_like(x) if x.shape[-2:] != (2 * out_h, 2 * out_w) else torch.empty_like(x)
         unclaimed = torch.ones_like(y, dtype=torch.bool)
-        corners = [(0, 0), (0, 1), (1, 0), (1, 1)]  # max_pool2d's scan order: its first maximum gets the gradient
+        # max_pool2d's scan order: the first maximum of a window gets its gradient
+        corners = [(0, 0), (0, 1), (1, 0), (1, 1)]
         for i, j in corners:
             rows = slice(i, i + 2 * out_h - 1, 2)
             cols = slice(j, j + 2 * out_w - 1, 2)

@@ -187,7 +187,10 @@ def test_fast_max_pool_backward_gives_ties_to_the_first_maximum_as_max_pool(shap
     """Integer-valued and ReLU'd inputs tie often (all-zero windows after dropout): the first maximum in
     row-major order gets the gradient, as in max_pool2d's argmax; odd sizes leave the cropped edge at zero."""
     gen = torch.Generator().manual_seed(5)
-    for x in (torch.randint(0, 3, shape, generator=gen).float(), torch.relu(torch.randn(shape, generator=gen))):
+    for x in (
+        torch.randint(0, 3, shape, generator=gen).float(),
+        torch.relu(torch.randn(shape, generator=gen)),
+    ):
         grad = torch.randn(shape[0], shape[1], shape[3] // 2, shape[2] // 2, generator=gen).transpose(-1, -2)
         a, b = x.clone().requires_grad_(), x.clone().requires_grad_()
         torch.nn.functional.max_pool2d(a, 2).backward(grad)
