@@ -4,8 +4,9 @@ For each model (TEDS-Net, both U-Nets, VoxelMorph) and speed mode (:mod:`tedsnet
 144 x 208 and batch 5 on the current device: the training step (forward + backward + Adam) and the inference
 forward, as median latency and spread (interquartile range) over repeated steps after warm-up, images/s, and the
 peak memory of a fresh process. It also times the per-case evaluation of 100 test cases (Betti numbers, Dice,
-Hausdorff, Jacobians of both fields) and records the torch version, threads, device, processor model and flags
-(hosts of one machine type differ: the ``fast`` mode's bf16 convolutions pay off on some CPUs and not others).
+Hausdorff, Jacobians of both fields), says which mode ``auto`` picks here (:mod:`tedsnet.speed_auto`), and records
+the torch version, threads, device, processor model and flags (hosts of one machine type differ: the ``fast``
+mode's bf16 convolutions pay off on some CPUs and not others).
 
 Every (model, mode) runs in its own worker process so that peak memory and allocator state are its own, and the
 modes of a model take turns step by step (:func:`measure_modes`), so their ratios are paired even when the
@@ -252,6 +253,14 @@ def environment() -> dict:
     }
 
 
+def auto_choice(device: str):
+    """What ``speed_mode="auto"`` picks on ``device`` (:func:`tedsnet.speed_auto.resolve_speed_mode`)."""
+    from tedsnet.speed_auto import resolve_speed_mode
+    from tedsnet.training import resolve_device
+
+    return resolve_speed_mode("auto", resolve_device(device))
+
+
 def run(args: argparse.Namespace) -> pd.DataFrame:
     rows = []
     for name in args.models:
@@ -278,10 +287,13 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     torch.set_num_threads(args.threads)
     evaluation = measure_evaluation()
     print(f"per-case evaluation of {evaluation['n_cases']} cases: {evaluation['seconds_median']:.2f} s")
+    choice = auto_choice(args.device)
+    print(f"speed mode auto picks {choice.mode} here ({choice.reason})")
     env = environment()
     env["threads"] = args.threads
     print("environment: " + json.dumps(env))
-    for key, value in {**env, "eval_100_cases_s": evaluation["seconds_median"]}.items():
+    extra = {"eval_100_cases_s": evaluation["seconds_median"], "auto_mode": choice.mode}
+    for key, value in {**env, **extra}.items():
         table[key] = value
     return table
 

@@ -38,7 +38,8 @@ from tedsnet.atomic import atomic_path
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
 from tedsnet.losses import grad_loss
 from tedsnet.outputs import SegmentationOutput
-from tedsnet.speed import SPEED_MODES, apply_speed_mode
+from tedsnet.speed import apply_speed_mode
+from tedsnet.speed_auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -438,10 +439,12 @@ def train(
         Stop when the validation Dice has not improved for this many epochs.
     callback : callable, optional
         Called after every optimisation step with a mapping ``{"epoch", "step", "batch", "loss"}``.
-    speed_mode : {"fp32", "eager", "fast"}
+    speed_mode : {"fp32", "eager", "fast", "auto"}
         How the model runs (:mod:`tedsnet.speed`): ``fp32`` (default) is the plain model's maths with cheaper
         dropout masks; ``eager`` the plain model; ``fast`` adds bf16 autocast on the convolutional feature
-        networks. Part of the run's configuration (a run resumes only in its own mode); checkpoints hold the plain
+        networks; ``auto`` is ``fast`` where bf16 convolutions are faster on this device and ``fp32`` elsewhere
+        (:mod:`tedsnet.speed_auto`; the choice is logged, and a resumed run keeps the mode it ran in). The mode
+        run is part of the run's configuration (a run resumes only in its own mode); checkpoints hold the plain
         model's state dict in every mode.
 
     Returns
@@ -478,8 +481,8 @@ def train(
         raise ValueError(f"train: time_budget_s must be > 0 seconds or None, got {time_budget_s!r}.")
     if patience is not None and patience < 1:
         raise ValueError(f"train: patience must be >= 1 or None, got {patience!r}.")
-    if speed_mode not in SPEED_MODES:
-        raise ValueError(f"train: speed_mode must be one of {SPEED_MODES}, got {speed_mode!r}.")
+    if speed_mode not in REQUESTABLE_SPEED_MODES:
+        raise ValueError(f"train: speed_mode must be one of {REQUESTABLE_SPEED_MODES}, got {speed_mode!r}.")
     epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
     say = log if log is not None else LOGGER.info
 
@@ -494,6 +497,8 @@ def train(
     device = resolve_device(device)
     paths = TrainPaths.in_dir(out_dir)
     paths.best.parent.mkdir(parents=True, exist_ok=True)
+    if speed_mode == "auto":
+        speed_mode = _auto_speed_mode(paths.last if resume else None, device, num_threads, say)
 
     config = {
         "batch_size": batch_size,
@@ -543,6 +548,30 @@ def train(
     finally:
         if num_threads is not None:
             torch.set_num_threads(previous_threads)
+
+
+def _auto_speed_mode(
+    last: Path | None, device: torch.device, num_threads: int | None, say: Callable[[str], None]
+) -> str:
+    """``fp32`` or ``fast`` for ``speed_mode="auto"``: the mode of the run in ``last`` when there is one to
+    resume, otherwise :func:`tedsnet.speed_auto.resolve_speed_mode`'s choice (probed with ``num_threads``)."""
+    if last is not None and last.exists():
+        try:
+            previous = _load_own_checkpoint(last)["train_config"]["speed_mode"]
+        except (ValueError, KeyError, TypeError):
+            previous = None  # not resumable: _run reports it
+        if previous in ("fp32", "fast"):
+            say(f"speed mode auto: {previous}, the mode of the run in {last}")
+            return previous
+    threads = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
+    try:
+        choice = resolve_speed_mode("auto", device)
+    finally:
+        torch.set_num_threads(threads)
+    say(f"speed mode {choice.mode} ({choice.reason})")
+    return choice.mode
 
 
 def _run(

@@ -37,3 +37,16 @@ def test_cpu_info_reads_the_first_processor_model_and_the_recorded_flags(tmp_pat
     env = bench.environment()
     assert env["threads"] >= 1 and env["torch"] == torch.__version__
     assert (env["cpu_model"], env["cpu_flags"]) == bench.cpu_info()
+
+
+def test_auto_choice_follows_this_processors_probe():
+    import re
+
+    from tedsnet.speed_auto import MIN_BF16_SPEEDUP
+
+    choice = bench.auto_choice("cpu")
+    speedup = float(re.search(r"ran ([0-9.]+)x as fast", choice.reason).group(1))
+    if abs(speedup - MIN_BF16_SPEEDUP) > 0.005:  # the reason rounds the ratio to 2 decimals
+        assert choice.mode == ("fast" if speedup >= MIN_BF16_SPEEDUP else "fp32")
+    else:
+        assert choice.mode in ("fast", "fp32")

@@ -386,3 +386,21 @@ def test_a_configfile_replaces_the_default_config(workdir):
     )
     assert override.returncode == 0, override.stdout[-3000:] + override.stderr[-3000:]
     assert "results/unscaled/models/tedsnet_radius20/" in override.stdout
+
+
+@pytest.mark.parametrize(("mode", "accepted"), [("auto", True), ("fast", True), ("bf16", False)])
+def test_schema_takes_the_speed_modes_train_takes(mode, accepted):
+    import yaml
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    from tedsnet.speed_auto import REQUESTABLE_SPEED_MODES
+
+    config = yaml.safe_load((REPO / "workflow" / "config" / "default.yaml").read_text())
+    config["training"]["speed_mode"] = mode
+    assert (mode in REQUESTABLE_SPEED_MODES) == accepted
+    if accepted:
+        validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    else:
+        with pytest.raises(WorkflowError, match="speed_mode|bf16"):
+            validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))

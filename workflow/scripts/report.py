@@ -63,9 +63,12 @@ def main(snakemake) -> None:
             if key in snakemake.input.keys()
         }
         training = config["training"]
+        speed_mode = training["speed_mode"]
+        if speed_mode == "auto":
+            speed_mode = "auto (fp32 or fast, picked per training job: see its log)"
         notes = [
             f"Training: {training['epochs']} epochs, batch {training['batch_size']}, lr {training['lr']}, "
-            f"threshold {training['threshold']}, speed mode {training['speed_mode']}, device {training['device']}, "
+            f"threshold {training['threshold']}, speed mode {speed_mode}, device {training['device']}, "
             f"per-experiment overrides {training['overrides'] or 'none'}",
         ]
         if config.get("part") == "report":
