@@ -10,11 +10,12 @@ faster than float32 ones. On the two kinds of host of this suite's 2-core develo
 
 Processor flags do not tell the two apart, so ``auto`` asks the processor: :func:`probe_bf16_convolutions` times
 the forward and backward of one 3 x 3 convolution per TEDS-Net encoder level (12 to 96 channels, 144 x 208 to 18 x
-26, batch 5), run as the speed modes run them, in float32 and under bf16 autocast, interleaved, in about half a
-second. :func:`resolve_speed_mode` picks ``fast`` when bf16 is at least :data:`MIN_BF16_SPEEDUP` times faster. On
-CUDA it picks ``fast`` where the device supports bf16. Like cuDNN's benchmark mode, the choice can differ between
-machines (never the maths of either mode); :func:`tedsnet.training.train` logs it, records the mode it ran in the
-checkpoint, and a resumed run keeps its mode.
+26, batch 5), run as the speed modes run them, in float32 and under bf16 autocast, interleaved: 0.7-0.9 s on
+the Xeon host with 2 threads, 1.5 s with 1. :func:`resolve_speed_mode` picks ``fast`` when bf16 is at least
+:data:`MIN_BF16_SPEEDUP` times faster. On CUDA it picks ``fast`` where the device supports bf16. Like cuDNN's
+benchmark mode, the choice can differ between machines (never the maths of either mode);
+:func:`tedsnet.training.train` logs it, records the mode it ran in the checkpoint, and a resumed run keeps its
+mode.
 """
 
 from __future__ import annotations
