@@ -497,31 +497,29 @@ def train(
     device = resolve_device(device)
     paths = TrainPaths.in_dir(out_dir)
     paths.best.parent.mkdir(parents=True, exist_ok=True)
-    if speed_mode == "auto":
-        speed_mode = _auto_speed_mode(paths.last if resume else None, device, num_threads, say)
-
-    config = {
-        "batch_size": batch_size,
-        "lr": float(lr),
-        "seed": seed,
-        "threshold": float(threshold),
-        "seg_loss": seg_loss,
-        "optimizer": "Adam",
-        "speed_mode": speed_mode,
-        "image_size": list(image_size),
-        "train_data": _fingerprint(train_images, train_labels),
-        "val_data": _fingerprint(val_images, val_labels),
-        "n_train": int(train_images.shape[0]),
-        "n_val": int(val_images.shape[0]),
-    }
-    config_hash = hashlib.sha256(
-        json.dumps({"experiment": experiment.config(), "train": config}, sort_keys=True).encode()
-    ).hexdigest()[:16]
-
     previous_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
     try:
+        if speed_mode == "auto":  # probed with the run's threads
+            speed_mode = _auto_speed_mode(paths.last if resume else None, device, say)
+        config = {
+            "batch_size": batch_size,
+            "lr": float(lr),
+            "seed": seed,
+            "threshold": float(threshold),
+            "seg_loss": seg_loss,
+            "optimizer": "Adam",
+            "speed_mode": speed_mode,
+            "image_size": list(image_size),
+            "train_data": _fingerprint(train_images, train_labels),
+            "val_data": _fingerprint(val_images, val_labels),
+            "n_train": int(train_images.shape[0]),
+            "n_val": int(val_images.shape[0]),
+        }
+        config_hash = hashlib.sha256(
+            json.dumps({"experiment": experiment.config(), "train": config}, sort_keys=True).encode()
+        ).hexdigest()[:16]
         return _run(
             experiment=experiment,
             train_data=(train_images, train_labels),
@@ -550,11 +548,9 @@ def train(
             torch.set_num_threads(previous_threads)
 
 
-def _auto_speed_mode(
-    last: Path | None, device: torch.device, num_threads: int | None, say: Callable[[str], None]
-) -> str:
+def _auto_speed_mode(last: Path | None, device: torch.device, say: Callable[[str], None]) -> str:
     """``fp32`` or ``fast`` for ``speed_mode="auto"``: the mode of the run in ``last`` when there is one to
-    resume, otherwise :func:`tedsnet.speed_auto.resolve_speed_mode`'s choice (probed with ``num_threads``)."""
+    resume, otherwise :func:`tedsnet.speed_auto.resolve_speed_mode`'s choice (probed with the current threads)."""
     if last is not None and last.exists():
         try:
             previous = _load_own_checkpoint(last)["train_config"]["speed_mode"]
@@ -563,13 +559,7 @@ def _auto_speed_mode(
         if previous in ("fp32", "fast"):
             say(f"speed mode auto: {previous}, the mode of the run in {last}")
             return previous
-    threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        choice = resolve_speed_mode("auto", device)
-    finally:
-        torch.set_num_threads(threads)
+    choice = resolve_speed_mode("auto", device)
     say(f"speed mode {choice.mode} ({choice.reason})")
     return choice.mode
 
