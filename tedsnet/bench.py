@@ -9,8 +9,9 @@ the torch version, threads, device, processor model and flags (hosts of one mach
 mode's bf16 convolutions pay off on some CPUs and not others).
 
 Every (model, mode) runs in its own worker process so that peak memory and allocator state are its own, and the
-modes of a model take turns step by step (:func:`measure_modes`), so their ratios are paired even when the
-machine's speed drifts.
+modes of a model take turns in short bursts of consecutive steps (:func:`measure_modes`), so their ratios are
+paired even when the machine's speed drifts; images/s come from the steps that follow the first of each burst
+(back to back, as in a training or prediction loop), the first step's latency is reported apart.
 """
 
 from __future__ import annotations
@@ -108,15 +109,18 @@ class ModelBench:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    """A ModelBench answering on stdout, one line per command read from stdin: train, infer or memory."""
+    """A ModelBench answering on stdout, one line per command read from stdin.
+
+    ``train N`` / ``infer N``: N consecutive steps, their seconds on one line; ``memory``: peak memory as JSON.
+    """
     torch.set_num_threads(args.threads)
     bench = ModelBench(args.model, args.mode, batch=args.batch, device=args.device)
     print("READY " + str(bench.device), flush=True)
     for line in sys.stdin:
-        command = line.strip()
-        if command in ("train", "infer"):
-            print(f"{bench.time_step(command):.9f}", flush=True)
-        elif command == "memory":
+        command, _, count = line.strip().partition(" ")
+        if command in ("train", "infer") and count.isdigit() and int(count) > 0:
+            print(" ".join(f"{bench.time_step(command):.9f}" for _ in range(int(count))), flush=True)
+        elif command == "memory" and not count:
             print(json.dumps(bench.peak_memory()), flush=True)
         else:
             raise SystemExit(f"bench worker: unknown command {command!r}")
@@ -153,27 +157,43 @@ class _Worker:
         self.process.wait(timeout=60)
 
 
+def split_bursts(bursts: list[list[float]]) -> tuple[list[float], list[float]]:
+    """(first step of every burst, every later step) of a list of bursts of consecutive step times."""
+    if any(len(burst) < 2 for burst in bursts):
+        raise ValueError("split_bursts: every burst needs at least 2 steps (a first one and a timed one).")
+    return [burst[0] for burst in bursts], [t for burst in bursts for t in burst[1:]]
+
+
 def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list[dict]:
-    """Time one model in every speed mode, the modes' steps interleaved.
+    """Time one model in every speed mode, the modes' steps interleaved in bursts.
 
     One worker process per mode (so peak memory is each mode's own). After ``args.warmup`` steps each, every
-    round times one step of every mode, starting with a different mode each round, so that a drift in the
-    machine's speed (on shared virtual machines, +-30 % over minutes) falls on all modes alike and their ratios
-    stay paired. Training steps first, then inference forwards.
+    round runs a burst of ``args.burst`` consecutive steps of every mode, starting with a different mode each
+    round, so that a drift in the machine's speed (on shared virtual machines, +-30 % over minutes) falls on all
+    modes alike and their ratios stay paired. The first step of a burst follows the other workers' steps: its
+    threads have gone to sleep and its data left the caches, which cost 5-7 ms of a 46 ms fp32 TEDS-Net forward
+    on the 2-core Xeon host (measured). It is reported apart (``*_first_median_s``); the medians, spread and images/s
+    come from the ``burst - 1`` steps after it, back to back as in a training or prediction loop, at least
+    ``args.repeats`` of them. Training steps first, then inference forwards.
     """
+    burst = args.burst
+    if burst < 2:
+        raise ValueError(f"measure_modes: burst must be at least 2, got {burst}.")
+    rounds = -(-args.repeats // (burst - 1))
     workers = {}
-    times = {mode: {"train": [], "infer": []} for mode in modes}
+    bursts = {mode: {"train": [], "infer": []} for mode in modes}
     try:
         for mode in modes:
             workers[mode] = _Worker(name, mode, args)
         for phase in ("train", "infer"):
             for worker in workers.values():
-                for _ in range(args.warmup):
-                    worker.ask(phase)
-            for round_ in range(args.repeats):
+                if args.warmup:
+                    worker.ask(f"{phase} {args.warmup}")
+            for round_ in range(rounds):
                 order = modes[round_ % len(modes) :] + modes[: round_ % len(modes)]
                 for mode in order:
-                    times[mode][phase].append(float(workers[mode].ask(phase)))
+                    answer = workers[mode].ask(f"{phase} {burst}")
+                    bursts[mode][phase].append([float(t) for t in answer.split()])
         memory = {mode: json.loads(worker.ask("memory")) for mode, worker in workers.items()}
     finally:
         for worker in workers.values():
@@ -185,12 +205,15 @@ def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list
             "mode": mode,
             "device": workers[mode].device,
             "batch": args.batch,
-            "repeats": args.repeats,
+            "repeats": rounds * (burst - 1),
+            "burst": burst,
         }
         for phase in ("train", "infer"):
-            q1, median, q3 = _quartiles(times[mode][phase])
+            first, steady = split_bursts(bursts[mode][phase])
+            q1, median, q3 = _quartiles(steady)
             row.update({f"{phase}_median_s": median, f"{phase}_q1_s": q1, f"{phase}_q3_s": q3})
             row[f"{phase}_images_per_s"] = args.batch / median
+            row[f"{phase}_first_median_s"] = float(statistics.median(first))
         rows.append({**row, **memory[mode]})
     return rows
 
@@ -269,8 +292,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
             print(
                 f"{name:11s} {row['mode']:5s} train {row['train_images_per_s']:7.1f} img/s "
                 f"(median {row['train_median_s'] * 1e3:6.1f} ms, IQR {row['train_q1_s'] * 1e3:.1f}-"
-                f"{row['train_q3_s'] * 1e3:.1f})  infer {row['infer_images_per_s']:7.1f} img/s "
-                f"(median {row['infer_median_s'] * 1e3:6.1f} ms)  peak RSS {row['peak_rss_mb']:.0f} MB",
+                f"{row['train_q3_s'] * 1e3:.1f}, first of a burst {row['train_first_median_s'] * 1e3:.1f})  "
+                f"infer {row['infer_images_per_s']:7.1f} img/s (median {row['infer_median_s'] * 1e3:6.1f} ms, "
+                f"first {row['infer_first_median_s'] * 1e3:.1f})  peak RSS {row['peak_rss_mb']:.0f} MB",
                 flush=True,
             )
     table = pd.DataFrame(rows)
@@ -304,7 +328,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", nargs="+", default=list(SPEED_MODES), choices=SPEED_MODES)
     parser.add_argument("--batch", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="timed steps per model, mode and phase (at least)"
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=4,
+        help="consecutive steps a mode runs per round; the first is reported apart (default 4)",
+    )
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: print only)")
@@ -312,6 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.burst < 2 or args.repeats < 1:
+        parser.error("--burst must be at least 2 and --repeats at least 1")
     if args.worker:
         _worker(args)
         return 0

@@ -9,19 +9,36 @@ from tedsnet import bench
 
 
 def test_measure_modes_times_every_mode_in_its_own_worker():
-    args = argparse.Namespace(batch=2, warmup=1, repeats=3, threads=1, device="cpu")
+    args = argparse.Namespace(batch=2, warmup=1, repeats=3, burst=3, threads=1, device="cpu")
     rows = bench.measure_modes("tedsnet", ["eager", "fp32"], args)
     assert [row["mode"] for row in rows] == ["eager", "fp32"]
     for row in rows:
-        assert row["model"] == "tedsnet" and row["device"] == "cpu" and row["repeats"] == 3
+        # 3 timed steps in bursts of 3 (2 timed each): 2 rounds, 4 timed steps
+        assert row["model"] == "tedsnet" and row["device"] == "cpu" and row["repeats"] == 4
+        assert row["burst"] == 3
         for phase in ("train", "infer"):
             assert 0 < row[f"{phase}_q1_s"] <= row[f"{phase}_median_s"] <= row[f"{phase}_q3_s"]
+            assert row[f"{phase}_first_median_s"] > 0
             assert row[f"{phase}_images_per_s"] == pytest.approx(2 / row[f"{phase}_median_s"])
         assert row["peak_rss_mb"] > 100  # a process that has imported torch and built the model
 
 
+def test_split_bursts_sets_each_bursts_first_step_apart():
+    first, steady = bench.split_bursts([[9.0, 1.0, 2.0], [8.0, 3.0, 4.0]])
+    assert first == [9.0, 8.0]
+    assert steady == [1.0, 2.0, 3.0, 4.0]
+
+
+def test_split_bursts_and_the_command_line_refuse_bursts_without_a_timed_step():
+    with pytest.raises(ValueError, match="at least 2 steps"):
+        bench.split_bursts([[1.0, 2.0], [3.0]])
+    with pytest.raises(SystemExit) as stop:
+        bench.main(["--burst", "1"])
+    assert stop.value.code == 2
+
+
 def test_worker_failure_is_reported_with_its_error():
-    args = argparse.Namespace(batch=2, warmup=1, repeats=1, threads=1, device="cpu")
+    args = argparse.Namespace(batch=2, warmup=1, repeats=1, burst=2, threads=1, device="cpu")
     with pytest.raises(RuntimeError, match="benchmark of no_such_model/fp32 failed"):
         bench.measure_modes("no_such_model", ["fp32"], args)
 
