@@ -123,7 +123,7 @@ def _worker(args: argparse.Namespace) -> None:
         elif command == "memory" and not count:
             print(json.dumps(bench.peak_memory()), flush=True)
         else:
-            raise SystemExit(f"bench worker: unknown command {command!r}")
+            raise SystemExit(f"bench worker: unknown command {line.strip()!r}")
 
 
 class _Worker:
