@@ -1,7 +1,7 @@
 """Baseline models with TEDS-Net's interface (DESIGN.md sections 2 and 5).
 
 Every model takes ``forward(image, prior)`` with image (B, 1, H, W) and prior (B or 1, 1, H, W) and returns a
-:class:`tedsnet.outputs.SegmentationOutput`. The tedsnet core never imports this package; the experiment registry
+:class:`tedsnet.network.outputs.SegmentationOutput`. The tedsnet core never imports this package; the experiment registry
 (:mod:`tedsnet.experiments`) is the one bridge.
 
 - :class:`~baselines.unet.UNet`: the paper's U-Net, built from TEDS-Net's own blocks.

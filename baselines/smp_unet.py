@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from tedsnet.outputs import SegmentationOutput
+from tedsnet.network.outputs import SegmentationOutput
 
 #: smp's default decoder channels, deepest first; the first ``encoder_depth`` are used.
 SMP_DECODER_CHANNELS = (256, 128, 64, 32, 16)
@@ -44,7 +44,7 @@ class SMPUNet(nn.Module):
     Notes
     -----
     ``forward(image, prior=None)``: image (B, in_channels, H, W), any H, W; the prior is ignored. Returns
-    :class:`~tedsnet.outputs.SegmentationOutput` with segmentation (B, 1, H, W) in (0, 1) and no displacements.
+    :class:`~tedsnet.network.outputs.SegmentationOutput` with segmentation (B, 1, H, W) in (0, 1) and no displacements.
     """
 
     def __init__(

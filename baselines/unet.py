@@ -7,21 +7,21 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from tedsnet.blocks import Decoder, Encoder
-from tedsnet.outputs import SegmentationOutput
+from tedsnet.network.blocks import Decoder, Encoder
+from tedsnet.network.outputs import SegmentationOutput
 
 
 class UNet(nn.Module):
     """U-Net with TEDS-Net's encoder and one decoder to full resolution, a 1x1 conv and a sigmoid.
 
-    The encoder is TEDS-Net's (:class:`tedsnet.blocks.Encoder`: levels of 12, 24, 48, 96 channels and a
+    The encoder is TEDS-Net's (:class:`tedsnet.network.blocks.Encoder`: levels of 12, 24, 48, 96 channels and a
     96-channel bottleneck at H/16 x W/16, every block (3x3 conv, InstanceNorm, ReLU) x 2 + Dropout). The decoder has
     ``depth`` steps (2x2 transposed conv, skip concatenation, block) back to H x W with 48, 24, 12, 12 output
     channels: the first three steps are exactly TEDS-Net's fine-tune decoder, the last keeps ``features`` channels
     at full resolution. A 1x1 conv maps to one channel and a sigmoid gives the probability.
 
     With the defaults the network has **519,709** trainable parameters (measured with
-    :func:`tedsnet.model.count_parameters`; the test suite checks it).
+    :func:`tedsnet.network.model.count_parameters`; the test suite checks it).
 
     Parameters
     ----------
@@ -50,7 +50,7 @@ class UNet(nn.Module):
     Notes
     -----
     ``forward(image, prior=None)``: image (B, in_channels, H, W) with H, W divisible by ``2**depth``; returns
-    :class:`~tedsnet.outputs.SegmentationOutput` with segmentation (B, 1, H, W) in (0, 1) and no displacements.
+    :class:`~tedsnet.network.outputs.SegmentationOutput` with segmentation (B, 1, H, W) in (0, 1) and no displacements.
     """
 
     def __init__(

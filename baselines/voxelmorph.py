@@ -8,7 +8,7 @@ import torch
 import voxelmorph as vxm
 from torch import Tensor, nn
 
-from tedsnet.outputs import SegmentationOutput
+from tedsnet.network.outputs import SegmentationOutput
 
 
 class VoxelMorph(nn.Module):
@@ -23,7 +23,7 @@ class VoxelMorph(nn.Module):
 
     voxelmorph's displacement convention is the suite's (DESIGN.md section 6): voxel units, channel i = array
     axis i, backward warping with corner-aligned grids (``align_corners=True``). The test suite checks that
-    :func:`tedsnet.functional.warp` with the returned field reproduces voxelmorph's warped prior, so no conversion is
+    :func:`tedsnet.network.functional.warp` with the returned field reproduces voxelmorph's warped prior, so no conversion is
     applied.
 
     The package default ``nb_features=(16, 16, 16, 16, 16)`` fails at 144 x 208 (its fifth level pools 9 x 13 to
@@ -39,7 +39,7 @@ class VoxelMorph(nn.Module):
     Notes
     -----
     ``forward(image, prior)``: image (B, 1, H, W), prior (B or 1, 1, H, W) float in [0, 1]. Returns
-    :class:`~tedsnet.outputs.SegmentationOutput` with segmentation = warped prior clamped to [0, 1], (B, 1, H, W),
+    :class:`~tedsnet.network.outputs.SegmentationOutput` with segmentation = warped prior clamped to [0, 1], (B, 1, H, W),
     and displacements {"ft": (B, 2, H, W)} in voxels.
     """
 

@@ -78,7 +78,8 @@ def _atomic_tmp(path: Path) -> Path:
 def segment_command(args: argparse.Namespace) -> int:
     import nibabel as nib
 
-    from tedsnet.inference import load_checkpoint, read_checkpoint, segment_volume
+    from tedsnet.inference.volume import segment_volume
+    from tedsnet.training.checkpoint import load_checkpoint, read_checkpoint
 
     output, csv_path = Path(args.output), Path(args.csv) if args.csv else None
     _check_output(output, "output", NIFTI_SUFFIXES, args.overwrite)

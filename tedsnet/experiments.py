@@ -16,7 +16,7 @@ Name grammar: ``<base>(_<token><number>)*`` where ``<base>`` is a registered nam
 
 This module is the only bridge between :mod:`tedsnet` and :mod:`baselines`: the tedsnet core never imports
 baselines. Adding a method = one module (a ``nn.Module`` whose ``forward(image, prior)`` returns a
-:class:`~tedsnet.outputs.SegmentationOutput`) + one :func:`register` call (see :data:`EXPERIMENTS` below).
+:class:`~tedsnet.network.outputs.SegmentationOutput`) + one :func:`register` call (see :data:`EXPERIMENTS` below).
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tedsnet.losses import dice_bce_loss, soft_dice_loss
-from tedsnet.model import TEDSNet
-from tedsnet.priors import ring_prior
+from tedsnet.network.losses import dice_bce_loss, soft_dice_loss
+from tedsnet.network.model import TEDSNet
+from tedsnet.network.priors import ring_prior
 
 __all__ = [
     "BETA",
@@ -142,7 +142,7 @@ def _target(factory: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
 
 
 def zero_field_tedsnet(**kwargs: Any) -> TEDSNet:
-    """A :class:`~tedsnet.model.TEDSNet` whose field heads are exactly zero: its output is the (dilated) prior.
+    """A :class:`~tedsnet.network.model.TEDSNet` whose field heads are exactly zero: its output is the (dilated) prior.
 
     TEDS-Net's heads start at weights ~ N(0, 1e-5), almost but not exactly zero; this factory zeroes them so the
     ``prior`` row of Table 1 is the prior itself (Dice 0.89 against the prior at threshold 0.3, DESIGN.md).
@@ -185,7 +185,7 @@ class Experiment:
         Row label for tables and figures (e.g. ``"A2 no Gaussian"``).
     factory : callable
         ``factory(**model_kwargs) -> nn.Module``; the module's ``forward(image, prior)`` returns a
-        :class:`~tedsnet.outputs.SegmentationOutput`.
+        :class:`~tedsnet.network.outputs.SegmentationOutput`.
     model_kwargs : mapping
         Keyword arguments of ``factory``.
     beta : float
@@ -195,9 +195,9 @@ class Experiment:
         False for ``prior``: the model is used as built, with no training.
     grad_identity : bool
         L_Grad of ``identity + displacement`` (True, the authors' formula) or of the displacement alone (False,
-        voxelmorph's ``Grad``; see :func:`tedsnet.losses.grad_loss`).
+        voxelmorph's ``Grad``; see :func:`tedsnet.network.losses.grad_loss`).
     prior_radius, prior_thickness : float
-        Outer radius and thickness of the ring prior in pixels (:func:`tedsnet.priors.ring_prior`; paper: 30, 7).
+        Outer radius and thickness of the ring prior in pixels (:func:`tedsnet.network.priors.ring_prior`; paper: 30, 7).
     seg_loss : str
         Key of :data:`SEG_LOSSES`.
     paper_label : str or None
@@ -256,7 +256,7 @@ class Experiment:
         return self.factory(**self.model_kwargs)
 
     def prior(self, shape: tuple[int, int]) -> np.ndarray:
-        """The ring prior, bool (H, W): :func:`tedsnet.priors.ring_prior` with this experiment's radius/thickness."""
+        """The ring prior, bool (H, W): :func:`tedsnet.network.priors.ring_prior` with this experiment's radius/thickness."""
         return ring_prior(shape, self.prior_radius, self.prior_thickness)
 
     def prior_tensor(self, shape: tuple[int, int], device=None, dtype=torch.float32) -> Tensor:

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-import tedsnet.allocator as allocator
-import tedsnet.speed as speed
+import tedsnet.speed.allocator as allocator
+import tedsnet.speed.modes as speed
 from tedsnet.experiments import get_experiment
 
 

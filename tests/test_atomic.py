@@ -1,10 +1,10 @@
-"""tedsnet.atomic.atomic_path: all or nothing, with the permissions of a plain write."""
+"""tedsnet.io.atomic_path: all or nothing, with the permissions of a plain write."""
 
 import os
 
 import pytest
 
-from tedsnet.atomic import atomic_path
+from tedsnet.io import atomic_path
 
 
 def test_written_file_has_plain_permissions_and_no_temporary_left(tmp_path):

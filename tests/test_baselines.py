@@ -10,9 +10,9 @@ import torch
 import voxelmorph as vxm
 
 from baselines import SMPUNet, UNet, VoxelMorph
-from tedsnet.functional import integrate_velocity, warp
-from tedsnet.model import count_parameters
-from tedsnet.priors import ring_prior
+from tedsnet.network.functional import integrate_velocity, warp
+from tedsnet.network.model import count_parameters
+from tedsnet.network.priors import ring_prior
 
 H, W = 144, 208
 

@@ -5,7 +5,7 @@ import argparse
 import pytest
 import torch
 
-from tedsnet import bench
+from tedsnet.speed import bench
 
 
 def test_measure_modes_times_every_mode_in_its_own_worker():
@@ -59,7 +59,7 @@ def test_cpu_info_reads_the_first_processor_model_and_the_recorded_flags(tmp_pat
 def test_auto_choice_follows_this_processors_probe():
     import re
 
-    from tedsnet.speed_auto import MIN_BF16_SPEEDUP
+    from tedsnet.speed.auto import MIN_BF16_SPEEDUP
 
     choice = bench.auto_choice("cpu")
     speedup = float(re.search(r"ran ([0-9.]+)x as fast", choice.reason).group(1))

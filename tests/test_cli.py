@@ -17,8 +17,9 @@ import torch
 from tedsnet.cli import main
 from tedsnet.data.slices import crop_window
 from tedsnet.experiments import get_experiment
-from tedsnet.inference import load_checkpoint, predict, read_checkpoint
-from tedsnet.training import train
+from tedsnet.inference.predict import predict
+from tedsnet.training.checkpoint import load_checkpoint, read_checkpoint
+from tedsnet.training.engine import train
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ import pytest
 
 from tedsnet.data.acdc import list_patient_dirs, read_cohort, read_cohort_table, read_info, read_patient
 from tedsnet.data.slices import extract_slices
-from tedsnet.priors import ring_prior
+from tedsnet.network.priors import ring_prior
 
 INFO = "ED: 1\nES: 3\nGroup: NOR\nHeight: 180.0\nNbFrame: 10\nWeight: 75.0\n"
 

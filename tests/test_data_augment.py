@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from tedsnet.data.augment import KINDS, augment_slice, transform_pair
-from tedsnet.metrics import has_ring_topology
-from tedsnet.priors import ring_prior
+from tedsnet.evaluation.metrics import has_ring_topology
+from tedsnet.network.priors import ring_prior
 
 
 def _slice(thickness: float = 3.0):

@@ -13,7 +13,7 @@ from tedsnet.data.acdc import read_cohort, read_patient
 from tedsnet.data.phantom import GROUPS, assign_groups, generate_patient, write_phantom_cohort
 from tedsnet.data.slices import ring_slice_indices, select_slices
 from tedsnet.data.stats import cohort_stats, comparison_table, slice_stats
-from tedsnet.priors import ring_prior
+from tedsnet.network.priors import ring_prior
 
 
 def _digest(root: Path) -> dict[str, str]:

@@ -10,7 +10,7 @@ import pytest
 
 from tedsnet.data.prepared import REQUIRED_COLUMNS, load_split, prepare_dataset, save_split
 from tedsnet.data.splits import read_splits
-from tedsnet.metrics import has_ring_topology
+from tedsnet.evaluation.metrics import has_ring_topology
 
 
 def _table(n: int) -> pd.DataFrame:

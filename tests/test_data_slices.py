@@ -16,8 +16,8 @@ from tedsnet.data.slices import (
     ring_slice_indices,
     select_slices,
 )
-from tedsnet.metrics import has_ring_topology
-from tedsnet.priors import ring_prior
+from tedsnet.evaluation.metrics import has_ring_topology
+from tedsnet.network.priors import ring_prior
 
 
 def _frame(

@@ -1,4 +1,4 @@
-"""Per-case evaluation (tedsnet.evaluation): known answers, NaN handling, table assembly and speed."""
+"""Per-case evaluation (tedsnet.evaluation.cases): known answers, NaN handling, table assembly and speed."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tedsnet import metrics
-from tedsnet.evaluation import (
+from tedsnet.evaluation import metrics
+from tedsnet.evaluation.cases import (
     ID_COLUMNS,
     METRIC_COLUMNS,
     CaseMetrics,
@@ -18,7 +18,7 @@ from tedsnet.evaluation import (
     evaluate_predictions,
     prediction_fields,
 )
-from tedsnet.priors import ring_prior
+from tedsnet.network.priors import ring_prior
 
 SHAPE = (144, 208)
 

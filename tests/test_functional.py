@@ -5,7 +5,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tedsnet.functional import (
+from tedsnet.evaluation.metrics import nonpositive_jacobian_percent
+from tedsnet.network.functional import (
     bounded_velocity,
     gaussian_kernel1d,
     gaussian_smooth,
@@ -16,7 +17,6 @@ from tedsnet.functional import (
     separable_window_max,
     warp,
 )
-from tedsnet.metrics import nonpositive_jacobian_percent
 
 
 def test_warp_one_pixel_tracker_non_square():

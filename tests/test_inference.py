@@ -7,18 +7,16 @@ import pytest
 import torch
 
 from tedsnet.experiments import get_experiment
-from tedsnet.inference import (
+from tedsnet.inference.predict import (
     Predictions,
     binarise,
-    load_checkpoint,
     load_predictions,
     predict,
-    prepare_volume,
-    read_checkpoint,
     save_predictions,
-    segment_volume,
 )
-from tedsnet.training import train
+from tedsnet.inference.volume import prepare_volume, segment_volume
+from tedsnet.training.checkpoint import load_checkpoint, read_checkpoint
+from tedsnet.training.engine import train
 
 H, W = 32, 48
 

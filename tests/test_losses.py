@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from tedsnet.losses import dice_bce_loss, grad_loss, soft_dice_loss
+from tedsnet.network.losses import dice_bce_loss, grad_loss, soft_dice_loss
 
 
 def test_soft_dice_known_values():

@@ -6,7 +6,7 @@ import torch
 from medpy.metric import binary as medpy_binary
 from scipy import ndimage
 
-from tedsnet.metrics import (
+from tedsnet.evaluation.metrics import (
     JACOBIAN_SLAB_ROWS,
     betti_numbers,
     dice,
@@ -17,7 +17,7 @@ from tedsnet.metrics import (
     nonpositive_jacobian_percent,
     nonpositive_jacobian_percents,
 )
-from tedsnet.priors import ring_prior
+from tedsnet.network.priors import ring_prior
 
 FOUR = ndimage.generate_binary_structure(2, 1)
 EIGHT = ndimage.generate_binary_structure(2, 2)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from tedsnet.metrics import betti_numbers, dice
-from tedsnet.model import TEDSNet, count_parameters
-from tedsnet.priors import ring_prior
+from tedsnet.evaluation.metrics import betti_numbers, dice
+from tedsnet.network.model import TEDSNet, count_parameters
+from tedsnet.network.priors import ring_prior
 
 H, W = 144, 208
 

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from tedsnet.metrics import betti_numbers
-from tedsnet.priors import ring_prior
+from tedsnet.evaluation.metrics import betti_numbers
+from tedsnet.network.priors import ring_prior
 
 
 def test_ring_prior_known_pixels_and_topology():

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from tedsnet.priors import ring_prior
+from tedsnet.io import atomic_path, write_text_atomic
+from tedsnet.network.priors import ring_prior
 from tedsnet.reporting import curves, figure3, figure4, report, stats, table1
-from tedsnet.reporting.io import atomic_path, write_text_atomic
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "workflow" / "resources" / "paper_table1.csv"

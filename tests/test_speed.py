@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from tedsnet.experiments import get_experiment
-from tedsnet.speed import (
+from tedsnet.speed.modes import (
     CHANNELS_LAST_MAX_CHANNELS,
     CHANNELS_LAST_MIN_PIXELS,
     ChannelsLastConv2d,
@@ -266,7 +266,7 @@ def test_channels_last_conv_equals_conv_forward_and_backward(channels):
 
 
 def test_channels_last_conv_runs_plain_for_one_input_channel_and_without_autograd(monkeypatch):
-    import tedsnet.speed as speed
+    import tedsnet.speed.modes as speed
 
     copies = []
     real = speed._ToChannelsLast.apply

@@ -6,14 +6,14 @@ import pytest
 import torch
 from test_training import TRAIN, VAL, state, tiny
 
-import tedsnet.speed_auto as speed_auto
-from tedsnet.speed_auto import (
+import tedsnet.speed.auto as speed_auto
+from tedsnet.speed.auto import (
     MIN_BF16_SPEEDUP,
     Bf16Probe,
     probe_bf16_convolutions,
     resolve_speed_mode,
 )
-from tedsnet.training import train
+from tedsnet.training.engine import train
 
 
 def test_probe_times_both_dtypes_and_leaves_torch_random_state_alone():

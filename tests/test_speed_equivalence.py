@@ -1,11 +1,11 @@
-"""The speed-mode comparison (tedsnet.speed_equivalence): noise bounds and messages, without training."""
+"""The speed-mode comparison (tedsnet.speed.equivalence): noise bounds and messages, without training."""
 
 import math
 
 import pandas as pd
 import pytest
 
-from tedsnet.speed_equivalence import compare_modes, main
+from tedsnet.speed.equivalence import compare_modes, main
 
 
 def test_compare_modes_uses_two_standard_errors_of_the_difference():

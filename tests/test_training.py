@@ -16,15 +16,15 @@ import pytest
 import torch
 from torch import nn
 
+from tedsnet.device import resolve_device
 from tedsnet.experiments import Experiment, get_experiment
-from tedsnet.outputs import SegmentationOutput
-from tedsnet.priors import ring_prior
-from tedsnet.training import (
-    CHECKPOINT_FORMAT,
+from tedsnet.network.outputs import SegmentationOutput
+from tedsnet.network.priors import ring_prior
+from tedsnet.training.checkpoint import CHECKPOINT_FORMAT
+from tedsnet.training.engine import (
     HISTORY_COLUMNS,
     NonFiniteLossError,
     loss_terms,
-    resolve_device,
     train,
     validate,
 )
@@ -266,7 +266,7 @@ def test_loss_terms_known_answer():
     terms = loss_terms(
         SegmentationOutput(seg, {"bulk": zero, "ft": zero}), target, lambda p, t: (p - t).abs().mean(), 10.0
     )
-    floor = 1 / 7**2 + 1 / 11**2  # identity only: 1/(H-1)^2 + 1/(W-1)^2 (tedsnet.losses.grad_loss)
+    floor = 1 / 7**2 + 1 / 11**2  # identity only: 1/(H-1)^2 + 1/(W-1)^2 (tedsnet.network.losses.grad_loss)
     assert float(terms["grad_bulk"]) == pytest.approx(floor) and float(terms["grad_ft"]) == pytest.approx(
         floor
     )

@@ -394,7 +394,7 @@ def test_schema_takes_the_speed_modes_train_takes(mode, accepted):
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
 
-    from tedsnet.speed_auto import REQUESTABLE_SPEED_MODES
+    from tedsnet.speed.auto import REQUESTABLE_SPEED_MODES
 
     config = yaml.safe_load((REPO / "workflow" / "config" / "default.yaml").read_text())
     config["training"]["speed_mode"] = mode

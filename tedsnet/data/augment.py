@@ -15,7 +15,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy import ndimage
 
-from tedsnet.metrics import has_ring_topology
+from tedsnet.evaluation.metrics import has_ring_topology
 
 __all__ = [
     "KINDS",

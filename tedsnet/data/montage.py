@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tedsnet.atomic import atomic_path
+from tedsnet.io import atomic_path
 
 __all__ = ["write_montage"]
 

@@ -27,11 +27,11 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from tedsnet.atomic import atomic_path
 from tedsnet.data.acdc import list_patient_dirs, read_cohort_table, read_patient
 from tedsnet.data.augment import augment_slice
 from tedsnet.data.slices import CROP, Slice, extract_slices
 from tedsnet.data.splits import FRACTIONS, SPLITS, read_splits, split_patients, write_splits
+from tedsnet.io import atomic_path
 
 __all__ = [
     "REQUIRED_COLUMNS",

@@ -1,7 +1,7 @@
 """Selection, cropping and normalisation of the 2-D short-axis slices of the protocol (DESIGN.md section 3).
 
 Per scan (ED and ES frame of a patient), among the z-slices whose reference myocardium (label 2) is one ring
-(Betti numbers (1, 1), 4-connected foreground, :func:`tedsnet.metrics.has_ring_topology`), the ``n`` closest to the
+(Betti numbers (1, 1), 4-connected foreground, :func:`tedsnet.evaluation.metrics.has_ring_topology`), the ``n`` closest to the
 middle of the myocardium-bearing z-range are kept. Each is centre-cropped or zero-padded on array axes (0, 1) as
 stored (no transpose, native resolution) and its intensities are normalised per slice (:func:`normalise_intensity`).
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tedsnet.data.acdc import LABELS, PHASES, Patient
-from tedsnet.metrics import has_ring_topology
+from tedsnet.evaluation.metrics import has_ring_topology
 
 __all__ = [
     "CROP",

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tedsnet.atomic import atomic_path
+from tedsnet.io import atomic_path
 
 __all__ = [
     "FRACTIONS",

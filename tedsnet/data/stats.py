@@ -155,8 +155,8 @@ def scan_stats(patient: Patient, phase: str, n: int = 5) -> dict[str, float | in
 
 def prior_dice(slices: Iterable, radius: float = 30.0, thickness: float = 7.0) -> np.ndarray:
     """Dice of the centred ring prior with each slice's myocardium; (n_slices,) float."""
-    from tedsnet.metrics import dice
-    from tedsnet.priors import ring_prior
+    from tedsnet.evaluation.metrics import dice
+    from tedsnet.network.priors import ring_prior
 
     prior = None
     out = []

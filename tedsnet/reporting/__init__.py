@@ -2,7 +2,7 @@
 
 Modules:
 
-- :mod:`tedsnet.reporting.io`: atomic writes (a temporary file renamed into place, never a partial output).
+- :mod:`tedsnet.io`: atomic writes (a temporary file renamed into place, never a partial output).
 - :mod:`tedsnet.reporting.table1`: Table 1 (mean +- std per model, incorrect topology n/N, parameters) as CSV,
   Markdown and LaTeX; across seeds when there are several.
 - :mod:`tedsnet.reporting.stats`: paired tests of TEDS-Net against every other row (slice-level and

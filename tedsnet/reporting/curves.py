@@ -1,6 +1,6 @@
 """Learning curves: validation Dice against epoch and against training images seen, one line per model.
 
-Each training run writes ``history.csv`` (:mod:`tedsnet.training`): one row per epoch with at least ``epoch`` and
+Each training run writes ``history.csv`` (:mod:`tedsnet.training.engine`): one row per epoch with at least ``epoch`` and
 ``val_dice``; the images seen are read from an ``images_seen`` (or ``images``) column, else computed as
 ``step * batch_size`` (``step`` = optimiser steps so far), else ``epoch * images per epoch`` when given.
 """
@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from tedsnet.reporting.io import savefig_atomic
+from tedsnet.io import savefig_atomic
 from tedsnet.reporting.table1 import row_label
 
 __all__ = ["images_seen", "plot_learning_curves", "read_histories"]

@@ -14,7 +14,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from tedsnet.reporting.io import savefig_atomic
+from tedsnet.io import savefig_atomic
 from tedsnet.reporting.table1 import row_label
 
 __all__ = ["CONTOUR_COLOURS", "plot_figure3", "select_figure3_cases"]

@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from tedsnet.reporting.io import savefig_atomic
+from tedsnet.io import savefig_atomic
 
 __all__ = ["SWEEP_LABELS", "figure4_data", "figure4_summary", "plot_figure4"]
 
@@ -43,7 +43,7 @@ def figure4_data(metrics: pd.DataFrame, sweeps: Mapping[str, Mapping[float, str]
     Parameters
     ----------
     metrics : DataFrame
-        Per-case rows of the experiments (:func:`tedsnet.evaluation.evaluate_predictions`), optional ``seed``.
+        Per-case rows of the experiments (:func:`tedsnet.evaluation.cases.evaluate_predictions`), optional ``seed``.
     sweeps : mapping
         ``{"int_steps" | "prior_radius" | other: {value: experiment}}``.
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from tedsnet.reporting.io import write_csv_atomic, write_text_atomic
+from tedsnet.io import write_csv_atomic, write_text_atomic
 
 __all__ = [
     "DISPLAY_COLUMNS",
@@ -100,7 +100,7 @@ def _check_metrics(metrics: pd.DataFrame) -> None:
     if missing:
         raise ValueError(
             f"metrics: missing column(s) {missing}; expected the per-case table of "
-            "tedsnet.evaluation.evaluate_predictions (one row per test case and experiment)."
+            "tedsnet.evaluation.cases.evaluate_predictions (one row per test case and experiment)."
         )
 
 
@@ -122,7 +122,7 @@ def summarise_table1(
     Parameters
     ----------
     metrics : DataFrame
-        Per-case rows of every experiment (:func:`tedsnet.evaluation.evaluate_predictions`, concatenated), with
+        Per-case rows of every experiment (:func:`tedsnet.evaluation.cases.evaluate_predictions`, concatenated), with
         optional columns ``seed`` (one seed when absent), ``parameters`` and ``label`` (used for experiments
         outside Table 1 and its Figure 4 variants).
     parameters : mapping, optional

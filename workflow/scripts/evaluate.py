@@ -8,11 +8,11 @@ def main(snakemake) -> None:
         import pandas as pd
 
         from tedsnet.data.prepared import load_split
-        from tedsnet.evaluation import evaluate_predictions
+        from tedsnet.evaluation.cases import evaluate_predictions
         from tedsnet.experiments import get_experiment
-        from tedsnet.inference import load_predictions
-        from tedsnet.model import count_parameters
-        from tedsnet.reporting.io import write_csv_atomic
+        from tedsnet.inference.predict import load_predictions
+        from tedsnet.io import write_csv_atomic
+        from tedsnet.network.model import count_parameters
 
         name = snakemake.wildcards.exp
         test = load_split(snakemake.input.test)

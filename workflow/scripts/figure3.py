@@ -9,7 +9,7 @@ def main(snakemake) -> None:
         import pandas as pd
 
         from tedsnet.data.prepared import load_split
-        from tedsnet.inference import binarise, load_predictions
+        from tedsnet.inference.predict import binarise, load_predictions
         from tedsnet.reporting.figure3 import plot_figure3, select_figure3_cases
 
         models = list(snakemake.params.models)

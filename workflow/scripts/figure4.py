@@ -7,8 +7,8 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
+        from tedsnet.io import write_csv_atomic
         from tedsnet.reporting.figure4 import figure4_data, figure4_summary, plot_figure4
-        from tedsnet.reporting.io import write_csv_atomic
 
         frames = [pd.read_csv(p) for p in snakemake.input]
         metrics = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["experiment"])

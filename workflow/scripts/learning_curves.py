@@ -5,8 +5,8 @@ from _common import logged
 
 def main(snakemake) -> None:
     with logged(snakemake) as log:
+        from tedsnet.io import write_csv_atomic
         from tedsnet.reporting.curves import plot_learning_curves, read_histories
-        from tedsnet.reporting.io import write_csv_atomic
 
         runs = [(str(exp), int(seed)) for exp, seed in snakemake.params.runs]
         paths = dict(zip(runs, snakemake.input, strict=True))

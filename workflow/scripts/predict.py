@@ -6,7 +6,8 @@ from _common import logged, set_threads
 def main(snakemake) -> None:
     with logged(snakemake) as log:
         from tedsnet.data.prepared import load_split
-        from tedsnet.inference import load_checkpoint, predict, save_predictions
+        from tedsnet.inference.predict import predict, save_predictions
+        from tedsnet.training.checkpoint import load_checkpoint
 
         set_threads(snakemake.threads)
         model, experiment = load_checkpoint(snakemake.input.checkpoint, device=snakemake.params.device)

@@ -9,7 +9,7 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
-        from tedsnet.reporting.io import write_text_atomic
+        from tedsnet.io import write_text_atomic
         from tedsnet.reporting.report import (
             build_report,
             file_fingerprints,

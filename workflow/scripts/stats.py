@@ -7,7 +7,7 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
-        from tedsnet.reporting.io import write_csv_atomic
+        from tedsnet.io import write_csv_atomic
         from tedsnet.reporting.stats import paired_tests
 
         metrics = pd.concat([pd.read_csv(p) for p in snakemake.input], ignore_index=True)

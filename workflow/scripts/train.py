@@ -1,4 +1,4 @@
-"""Train one experiment and seed (rule train): tedsnet.training.train in a work folder, then copy out.
+"""Train one experiment and seed (rule train): tedsnet.training.engine.train in a work folder, then copy out.
 
 The work folder (``models/<exp>/seed<k>/work``, not a declared output) keeps ``last.pt`` across failures, so a
 killed job resumes where it stopped; the declared outputs ``best.pt`` and ``history.csv`` are atomic copies made
@@ -16,7 +16,7 @@ def main(snakemake) -> None:
         import pandas as pd
 
         from tedsnet.experiments import get_experiment, with_prior_geometry
-        from tedsnet.training import train
+        from tedsnet.training.engine import train
 
         name = snakemake.wildcards.exp
         seed = int(snakemake.wildcards.seed)

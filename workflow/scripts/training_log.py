@@ -11,7 +11,7 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
-        from tedsnet.training import HISTORY_COLUMNS
+        from tedsnet.training.engine import HISTORY_COLUMNS
 
         history = pd.read_csv(snakemake.input[0])
         missing = [c for c in HISTORY_COLUMNS if c not in history.columns]

@@ -6,7 +6,7 @@
     The same maths as ``eager``: eval-mode outputs and fields equal it to float32 rounding (tested within 1e-5);
     dropout masks come from 16-bit integers of a vectorised generator, instance norm runs on the fused group-norm
     kernel, the few-channel convolutions on large inputs run channels-last, and 2 x 2 max pooling without autograd
-    is two strided maxima. The process's allocator keeps freed memory (:mod:`tedsnet.allocator`).
+    is two strided maxima. The process's allocator keeps freed memory (:mod:`tedsnet.speed.allocator`).
 ``fast``
     ``fp32`` plus bf16 autocast on the convolutional feature networks; the diffeomorphic layers (bounded
     velocity, composition layers, Gaussian smoothing, super upsample, warping) stay in float32. Encoder features
@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from tedsnet.allocator import keep_freed_memory
-from tedsnet.functional import separable_window_max
+from tedsnet.network.functional import separable_window_max
+from tedsnet.speed.allocator import keep_freed_memory
 
 SPEED_MODES = ("eager", "fp32", "fast")
 
@@ -240,7 +240,7 @@ class FastMaxPool2d(nn.Module):
 
     Equal to ``nn.MaxPool2d(2)`` (max is exact; NaN propagates in both; odd sizes floor), forward and backward:
     the forward is the maximum of the even and odd rows, then columns
-    (:func:`~tedsnet.functional.separable_window_max`), and when the input needs a gradient the backward gives each
+    (:func:`~tedsnet.network.functional.separable_window_max`), and when the input needs a gradient the backward gives each
     window's gradient to its first maximum in row-major order, as ``max_pool2d``'s argmax does, found by comparing
     the saved input with the output instead of storing int64 indices (a window holding NaN sends its gradient to
     its last element, where ``max_pool2d`` picks its last NaN). Measured at 2 threads on 5 x 12 x 144 x 208:
@@ -357,7 +357,7 @@ def apply_speed_mode(model: nn.Module, mode: str) -> nn.Module:
     """Switch ``model`` (in place) to a speed mode and return it.
 
     ``fp32`` and ``fast`` also raise glibc's malloc thresholds for the whole process
-    (:func:`tedsnet.allocator.keep_freed_memory`).
+    (:func:`tedsnet.speed.allocator.keep_freed_memory`).
 
     Parameters
     ----------

@@ -9,39 +9,25 @@ with :func:`load_predictions` (no pickle).
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import Tensor, nn
 
-from tedsnet.atomic import atomic_path
-from tedsnet.data.slices import crop_window, normalise_intensity
-from tedsnet.experiments import EXPERIMENTS, Experiment, get_experiment
-from tedsnet.metrics import betti_numbers, nonpositive_jacobian_percent
-from tedsnet.training import CHECKPOINT_FORMAT, resolve_device
+from tedsnet.device import resolve_device
+from tedsnet.io import atomic_path
+from tedsnet.network.outputs import FIELD_NAMES
 
 __all__ = [
-    "FIELD_NAMES",
-    "SLICE_COLUMNS",
     "Predictions",
-    "VolumeSegmentation",
     "binarise",
-    "load_checkpoint",
     "load_predictions",
     "predict",
-    "read_checkpoint",
-    "prepare_volume",
     "save_predictions",
-    "segment_volume",
 ]
-
-#: Displacement fields a model may return, in sampling order.
-FIELD_NAMES = ("bulk", "ft")
 
 
 class Predictions(NamedTuple):
@@ -234,7 +220,7 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
             if missing:
                 raise ValueError(
                     f"load_predictions: {path} lacks {sorted(missing)}; is it a predictions file "
-                    "(written by tedsnet.inference.save_predictions)?"
+                    "(written by tedsnet.inference.predict.save_predictions)?"
                 )
             return Predictions(
                 case_id=data["case_id"].astype(str),
@@ -246,203 +232,3 @@ def load_predictions(path: str | os.PathLike) -> Predictions:
             )
     except (OSError, EOFError) as error:
         raise ValueError(f"load_predictions: cannot read {path}: {error}.") from error
-
-
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`tedsnet.training.train` (CPU tensors; no code is executed).
-
-    Raises
-    ------
-    FileNotFoundError
-        No file at ``path``.
-    ValueError
-        The file is not readable by ``torch.load(weights_only=True)`` or is not a tedsnet checkpoint.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist; pass the best.pt of a trained model directory."
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - every unreadable file gets the same clear message
-        raise ValueError(
-            f"checkpoint {path} is not readable as a tedsnet checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}); pass the best.pt written by tedsnet training."
-        ) from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(
-            f"checkpoint {path} is not a tedsnet checkpoint (format {CHECKPOINT_FORMAT!r} missing); pass the best.pt "
-            "written by tedsnet training."
-        )
-    return checkpoint
-
-
-def load_checkpoint(
-    path: str | os.PathLike, device: str | torch.device = "cpu"
-) -> tuple[nn.Module, Experiment]:
-    """Rebuild the model of a checkpoint and load its weights.
-
-    The experiment is rebuilt from the registry (``get_experiment(base, **overrides)``) and the state dict is loaded
-    strictly, so a checkpoint whose architecture no longer matches its registry entry fails loudly.
-
-    Parameters
-    ----------
-    path : path
-        ``best.pt`` or ``last.pt`` of a model directory.
-    device : str
-        Where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``).
-
-    Returns
-    -------
-    (nn.Module, Experiment)
-        The model in eval mode, and its experiment.
-    """
-    checkpoint = read_checkpoint(path)
-    info = checkpoint.get("experiment") or {}
-    base, overrides = info.get("base"), dict(info.get("overrides") or {})
-    if base not in EXPERIMENTS:
-        raise ValueError(
-            f"checkpoint {path} was trained for experiment {info.get('name')!r} (base {base!r}), which is not in "
-            f"the registry {sorted(EXPERIMENTS)}; register it (tedsnet.experiments.register) before loading."
-        )
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
-    experiment = get_experiment(base, **overrides)
-    stored = checkpoint.get("experiment_config")
-    if stored is not None and stored != experiment.config():
-        warnings.warn(
-            f"checkpoint {path}: the registry entry of {experiment.name!r} changed since training "
-            f"(stored {stored}, now {experiment.config()}); loading the weights into the current definition.",
-            stacklevel=2,
-        )
-    model = experiment.factory(**experiment.model_kwargs)
-    try:
-        model.load_state_dict(checkpoint["model_state"])
-    except (RuntimeError, KeyError) as error:
-        raise ValueError(
-            f"checkpoint {path}: weights do not fit experiment {experiment.name!r}: {str(error).splitlines()[0]}"
-        ) from error
-    model.to(resolve_device(device)).eval()
-    return model, experiment
-
-
-#: Columns of the per-slice table of :func:`segment_volume` (and of ``tedsnet segment --csv``).
-SLICE_COLUMNS = (
-    "z",
-    "b0",
-    "b1",
-    "correct_topology",
-    "foreground_px",
-    "nonpos_jac_bulk_pct",
-    "nonpos_jac_ft_pct",
-)
-
-
-class VolumeSegmentation(NamedTuple):
-    """Result of :func:`segment_volume`.
-
-    Attributes
-    ----------
-    mask : np.ndarray
-        uint8 (X, Y, Z) in {0, 1}, the input's in-plane size (the crop undone; outside the window 0).
-    soft : np.ndarray
-        float32 (X, Y, Z) in [0, 1], likewise.
-    table : pandas.DataFrame
-        One row per z-slice, columns :data:`SLICE_COLUMNS`: Betti numbers of the slice's mask (4-connected
-        foreground), correct_topology = (b0, b1) == (1, 1), foreground pixels, and the % non-positive Jacobian
-        determinants (forward differences) of each field (NaN when the model has no such field).
-    """
-
-    mask: np.ndarray
-    soft: np.ndarray
-    table: pd.DataFrame
-
-
-def prepare_volume(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Every z-slice centre-cropped/zero-padded to ``size`` and normalised as in training.
-
-    Uses the data layer's rules (:func:`tedsnet.data.slices.crop_window` and
-    :func:`tedsnet.data.slices.normalise_intensity`, percentiles of the cropped field of view, padding 0), exactly
-    as :func:`tedsnet.data.slices.extract_slices` does.
-
-    Parameters
-    ----------
-    volume : np.ndarray
-        (X, Y, Z) short-axis stack, any real dtype.
-    size : (H, W)
-
-    Returns
-    -------
-    np.ndarray
-        float32 (Z, H, W).
-    """
-    src0, dst0, _ = crop_window(volume.shape[0], size[0])
-    src1, dst1, _ = crop_window(volume.shape[1], size[1])
-    images = np.zeros((volume.shape[2], *size), dtype=np.float32)
-    for z in range(volume.shape[2]):
-        images[z][dst0, dst1] = normalise_intensity(volume[src0, src1, z])
-    return images
-
-
-def segment_volume(
-    model: nn.Module,
-    experiment: Experiment,
-    volume: np.ndarray,
-    *,
-    image_size: tuple[int, int] = (144, 208),
-    threshold: float = 0.3,
-    batch_size: int = 5,
-    device: str | torch.device = "auto",
-) -> VolumeSegmentation:
-    """Segment every z-slice of a short-axis volume and check each slice's topology.
-
-    Each slice is cropped/padded to ``image_size`` and normalised (:func:`prepare_volume`), segmented with the
-    experiment's prior (:func:`predict`), and put back at its place in the original in-plane grid.
-
-    Parameters
-    ----------
-    model, experiment
-        From :func:`load_checkpoint`.
-    volume : np.ndarray
-        (X, Y, Z) real-valued stack (array axes as stored, like the training data).
-    image_size : (H, W)
-        The training size (a checkpoint's ``image_size``).
-    threshold : float
-        Binarisation threshold (``soft >= threshold``).
-
-    Returns
-    -------
-    VolumeSegmentation
-    """
-    volume = np.asarray(volume)
-    if volume.ndim != 3 or min(volume.shape) < 1:
-        raise ValueError(f"segment_volume: volume must be 3-D (X, Y, Z), got shape {volume.shape}.")
-    if not np.issubdtype(volume.dtype, np.number) or np.iscomplexobj(volume):
-        raise ValueError(f"segment_volume: volume must be real-valued, got dtype {volume.dtype}.")
-    size = (int(image_size[0]), int(image_size[1]))
-    images = prepare_volume(volume, size)
-    predictions = predict(
-        model, images, experiment.prior(size), batch_size=batch_size, device=device, threshold=threshold
-    )
-    src0, dst0, _ = crop_window(volume.shape[0], size[0])
-    src1, dst1, _ = crop_window(volume.shape[1], size[1])
-    soft = np.zeros(volume.shape, dtype=np.float32)
-    soft[src0, src1, :] = np.moveaxis(predictions.soft[:, dst0, dst1], 0, -1)
-    mask = binarise(soft, threshold)
-    rows = []
-    for z in range(volume.shape[2]):
-        b0, b1 = betti_numbers(mask[:, :, z])
-        row = {
-            "z": z,
-            "b0": b0,
-            "b1": b1,
-            "correct_topology": (b0, b1) == (1, 1),
-            "foreground_px": int(mask[:, :, z].sum()),
-        }
-        for name in FIELD_NAMES:
-            field = predictions.displacements.get(name)
-            row[f"nonpos_jac_{name}_pct"] = (
-                float("nan") if field is None else nonpositive_jacobian_percent(field[z])
-            )
-        rows.append(row)
-    return VolumeSegmentation(mask=mask, soft=soft, table=pd.DataFrame(rows, columns=list(SLICE_COLUMNS)))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from tedsnet.functional import grid_cell_size
+from tedsnet.network.functional import grid_cell_size
 
 __all__ = ["dice_bce_loss", "grad_loss", "soft_dice_loss"]
 

@@ -29,7 +29,7 @@ def keep_freed_memory() -> bool:
     """Raise glibc's mmap and trim thresholds for this process (once); return whether they are in effect.
 
     Does nothing and returns False where the C library is not glibc (macOS, Windows, musl). Process-wide: the
-    speed modes ``fp32`` and ``fast`` call it (:func:`tedsnet.speed.apply_speed_mode`), ``eager`` does not.
+    speed modes ``fp32`` and ``fast`` call it (:func:`tedsnet.speed.modes.apply_speed_mode`), ``eager`` does not.
     """
     if "tuned" not in _state:
         _state["tuned"] = _set_thresholds()

@@ -6,6 +6,9 @@ from typing import NamedTuple
 
 from torch import Tensor
 
+#: The displacement fields a model may return, in the order they sample the prior.
+FIELD_NAMES: tuple[str, str] = ("bulk", "ft")
+
 
 class SegmentationOutput(NamedTuple):
     """What ``model(image, prior)`` returns, for TEDS-Net and every baseline.

@@ -1,10 +1,10 @@
-"""Throughput benchmark: ``python -m tedsnet.bench`` prints and writes a CSV.
+"""Throughput benchmark: ``python -m tedsnet.speed.bench`` prints and writes a CSV.
 
-For each model (TEDS-Net, both U-Nets, VoxelMorph) and speed mode (:mod:`tedsnet.speed`) it measures, at
+For each model (TEDS-Net, both U-Nets, VoxelMorph) and speed mode (:mod:`tedsnet.speed.modes`) it measures, at
 144 x 208 and batch 5 on the current device: the training step (forward + backward + Adam) and the inference
 forward, as median latency and spread (interquartile range) over repeated steps after warm-up, images/s, and the
 peak memory of a fresh process. It also times the per-case evaluation of 100 test cases (Betti numbers, Dice,
-Hausdorff, Jacobians of both fields), says which mode ``auto`` picks here (:mod:`tedsnet.speed_auto`), and records
+Hausdorff, Jacobians of both fields), says which mode ``auto`` picks here (:mod:`tedsnet.speed.auto`), and records
 the torch version, threads, device, processor model and flags (hosts of one machine type differ: the ``fast``
 mode's bf16 convolutions pay off on some CPUs and not others).
 
@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tedsnet.speed import SPEED_MODES
+from tedsnet.speed.modes import SPEED_MODES
 
 MODELS = ("tedsnet", "unet", "unet_smp", "voxelmorph")
 SHAPE = (144, 208)
@@ -55,10 +55,10 @@ class ModelBench:
     """
 
     def __init__(self, name: str, mode: str, *, batch: int, device: str, seed: int = 0) -> None:
+        from tedsnet.device import resolve_device
         from tedsnet.experiments import get_experiment
-        from tedsnet.losses import grad_loss
-        from tedsnet.speed import apply_speed_mode
-        from tedsnet.training import resolve_device
+        from tedsnet.network.losses import grad_loss
+        from tedsnet.speed.modes import apply_speed_mode
 
         self.device = resolve_device(device)
         experiment = get_experiment(name)
@@ -131,7 +131,7 @@ class _Worker:
 
     def __init__(self, name: str, mode: str, args: argparse.Namespace) -> None:
         command = [
-            sys.executable, "-m", "tedsnet.bench", "--worker", "--model", name, "--mode", mode,
+            sys.executable, "-m", "tedsnet.speed.bench", "--worker", "--model", name, "--mode", mode,
             "--batch", str(args.batch), "--threads", str(args.threads), "--device", args.device,
         ]  # fmt: skip
         self.label = f"{name}/{mode}"
@@ -220,8 +220,8 @@ def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list
 
 def measure_evaluation(n_cases: int = 100, repeats: int = 3, seed: int = 0) -> dict:
     """Seconds to compute every per-case metric of ``n_cases`` TEDS-Net-like predictions (two 288 x 416 fields)."""
-    from tedsnet.evaluation import evaluate_case
-    from tedsnet.priors import ring_prior
+    from tedsnet.evaluation.cases import evaluate_case
+    from tedsnet.network.priors import ring_prior
 
     rng = np.random.default_rng(seed)
     ref = ring_prior(SHAPE, 30, 7)
@@ -277,9 +277,9 @@ def environment() -> dict:
 
 
 def auto_choice(device: str):
-    """What ``speed_mode="auto"`` picks on ``device`` (:func:`tedsnet.speed_auto.resolve_speed_mode`)."""
-    from tedsnet.speed_auto import resolve_speed_mode
-    from tedsnet.training import resolve_device
+    """What ``speed_mode="auto"`` picks on ``device`` (:func:`tedsnet.speed.auto.resolve_speed_mode`)."""
+    from tedsnet.device import resolve_device
+    from tedsnet.speed.auto import resolve_speed_mode
 
     return resolve_speed_mode("auto", resolve_device(device))
 
@@ -323,7 +323,9 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tedsnet.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m tedsnet.speed.bench", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     parser.add_argument("--modes", nargs="+", default=list(SPEED_MODES), choices=SPEED_MODES)
     parser.add_argument("--batch", type=int, default=5)

@@ -21,10 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tedsnet import metrics
+from tedsnet.evaluation import metrics
+from tedsnet.network.outputs import FIELD_NAMES
 
 __all__ = [
-    "FIELDS",
     "ID_COLUMNS",
     "METRIC_COLUMNS",
     "STATUSES",
@@ -34,8 +34,6 @@ __all__ = [
     "prediction_fields",
 ]
 
-#: Displacement fields a model may have, in sampling order.
-FIELDS: tuple[str, str] = ("bulk", "ft")
 #: Identifier columns of the per-case table, in order.
 ID_COLUMNS: tuple[str, ...] = ("case_id", "patient_id", "group", "phase", "z", "experiment")
 #: Values of the ``status`` column.
@@ -181,9 +179,9 @@ def evaluate_case(
         )
     row_mm, col_mm = _spacing(spacing)
     fields = dict(fields or {})
-    unknown = sorted(set(fields) - set(FIELDS))
+    unknown = sorted(set(fields) - set(FIELD_NAMES))
     if unknown:
-        raise ValueError(f"fields: unknown field name(s) {unknown}; expected keys among {list(FIELDS)}.")
+        raise ValueError(f"fields: unknown field name(s) {unknown}; expected keys among {list(FIELD_NAMES)}.")
     arrays = {name: _field(name, disp) for name, disp in fields.items() if disp is not None}
 
     pred_empty, ref_empty = not pred.any(), not reference.any()
@@ -207,7 +205,7 @@ def evaluate_case(
         hd95_mm = metrics.hausdorff(p, r, spacing=(row_mm, col_mm), percentile=95)
 
     jac: dict[str, float] = {}
-    for name in FIELDS:
+    for name in FIELD_NAMES:
         disp = arrays.get(name)
         forward = central = nan
         if disp is not None:
@@ -246,13 +244,13 @@ def prediction_fields(predictions: Any) -> dict[str, np.ndarray]:
     mapping = getattr(predictions, "displacements", None)
     if isinstance(mapping, Mapping):
         found.update({k: v for k, v in mapping.items() if v is not None})
-    for name in FIELDS:
+    for name in FIELD_NAMES:
         value = getattr(predictions, f"disp_{name}", None)
         if value is not None:
             found[name] = value
-    unknown = sorted(set(found) - set(FIELDS))
+    unknown = sorted(set(found) - set(FIELD_NAMES))
     if unknown:
-        raise ValueError(f"predictions: unknown field name(s) {unknown}; expected among {list(FIELDS)}.")
+        raise ValueError(f"predictions: unknown field name(s) {unknown}; expected among {list(FIELD_NAMES)}.")
     return {name: _to_numpy(value) for name, value in found.items()}
 
 
@@ -276,7 +274,7 @@ def evaluate_predictions(
     ----------
     predictions : Predictions
         ``case_id`` (N,) str, ``binary`` (N, H, W) {0, 1}, optionally ``soft`` (N, H, W) in [0, 1] and the fields
-        ``disp_bulk`` / ``disp_ft`` (N, 2, h, w) (see :mod:`tedsnet.inference`).
+        ``disp_bulk`` / ``disp_ft`` (N, 2, h, w) (see :mod:`tedsnet.inference.predict`).
     test_split : PreparedSplit
         ``labels`` (M, H, W) {0, 1} and ``table`` with columns case_id, patient_id, group, phase, z,
         spacing_row_mm, spacing_col_mm (see :mod:`tedsnet.data.prepared`).

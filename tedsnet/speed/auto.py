@@ -1,8 +1,8 @@
 """The ``auto`` speed mode: ``fast`` where bf16 convolutions beat float32 on this processor, ``fp32`` elsewhere.
 
-bf16 autocast (the ``fast`` mode, :mod:`tedsnet.speed`) pays only where the processor runs bf16 dot products
+bf16 autocast (the ``fast`` mode, :mod:`tedsnet.speed.modes`) pays only where the processor runs bf16 dot products
 faster than float32 ones. On the two kinds of host of this suite's 2-core development machine (measured with
-``python -m tedsnet.bench``), both with ``avx512_bf16``:
+``python -m tedsnet.speed.bench``), both with ``avx512_bf16``:
 
 - an AMD EPYC: ``fast`` trains TEDS-Net 1.26x faster than ``fp32``;
 - an Intel Xeon without AMX exposed: 0.81x. oneDNN's bf16 convolutions and matrix products run at about half
@@ -14,7 +14,7 @@ the forward and backward of one 3 x 3 convolution per TEDS-Net encoder level (12
 the Xeon host with 2 threads, 1.5 s with 1. :func:`resolve_speed_mode` picks ``fast`` when bf16 is at least
 :data:`MIN_BF16_SPEEDUP` times faster. On CUDA it picks ``fast`` where the device supports bf16. Like cuDNN's
 benchmark mode, the choice can differ between machines (never the maths of either mode);
-:func:`tedsnet.training.train` logs it, records the mode it ran in the checkpoint, and a resumed run keeps its
+:func:`tedsnet.training.engine.train` logs it, records the mode it ran in the checkpoint, and a resumed run keeps its
 mode.
 """
 
@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from tedsnet.speed import SPEED_MODES, ChannelsLastConv2d
+from tedsnet.speed.modes import SPEED_MODES, ChannelsLastConv2d
 
 #: Modes :func:`resolve_speed_mode` accepts: the speed modes and ``auto``.
 REQUESTABLE_SPEED_MODES = (*SPEED_MODES, "auto")
@@ -55,7 +55,7 @@ def probe_bf16_convolutions(
 ) -> Bf16Probe:
     """Time 3 x 3 convolutions forward + backward on CPU in float32 and under bf16 autocast.
 
-    Each layer is a :class:`~tedsnet.speed.ChannelsLastConv2d` (as the ``fp32`` and ``fast`` modes run them) on a
+    Each layer is a :class:`~tedsnet.speed.modes.ChannelsLastConv2d` (as the ``fp32`` and ``fast`` modes run them) on a
     ``(batch, C, H, W)`` input that needs a gradient. The two dtypes take turns, ``warmup`` passes each first, then
     ``rounds`` timed passes each; a drift of the machine's speed falls on both alike. Torch's random state is
     left as it was (weights and inputs are drawn inside ``torch.random.fork_rng``). Uses the current

@@ -1,6 +1,6 @@
 """Do the speed modes change the results? Train, predict and evaluate the same runs in each mode, side by side.
 
-``python -m tedsnet.speed_equivalence --data results/default/data --out results/bench/speed_equivalence.csv``
+``python -m tedsnet.speed.equivalence --data results/default/data --out results/bench/speed_equivalence.csv``
 
 For every experiment, speed mode and seed it trains from scratch on a prepared dataset (the phantom's, by
 default), predicts the test split in the same mode, and evaluates every test case as the workflow does. It writes
@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tedsnet.speed import SPEED_MODES
+from tedsnet.speed.modes import SPEED_MODES
 
 #: Per-run columns compared between modes.
 COMPARED = (
@@ -50,10 +50,11 @@ def run_one(
     import torch
 
     from tedsnet.data.prepared import load_split
-    from tedsnet.evaluation import evaluate_predictions
-    from tedsnet.inference import load_checkpoint, predict
-    from tedsnet.speed import apply_speed_mode
-    from tedsnet.training import train
+    from tedsnet.evaluation.cases import evaluate_predictions
+    from tedsnet.inference.predict import predict
+    from tedsnet.speed.modes import apply_speed_mode
+    from tedsnet.training.checkpoint import load_checkpoint
+    from tedsnet.training.engine import train
 
     out = work / experiment / mode / f"seed{seed}"
     start = time.perf_counter()
@@ -155,7 +156,7 @@ def compare_modes(runs: pd.DataFrame, reference: str = "fp32") -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m tedsnet.speed_equivalence", description=__doc__.split("\n\n")[0]
+        prog="python -m tedsnet.speed.equivalence", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument(
         "--data", type=Path, default=Path("results/default/data"), help="prepared dataset folder"
@@ -200,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     runs = pd.DataFrame(rows)
     comparison = compare_modes(runs, reference=args.modes[0])
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from tedsnet.atomic import atomic_path
+    from tedsnet.io import atomic_path
 
     with atomic_path(args.out) as tmp:
         runs.to_csv(tmp, index=False)

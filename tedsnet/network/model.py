@@ -6,15 +6,15 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from tedsnet.blocks import Decoder, Encoder, field_head
-from tedsnet.functional import (
+from tedsnet.network.blocks import Decoder, Encoder, field_head
+from tedsnet.network.functional import (
     bounded_velocity,
     integrate_velocity,
     max_pool_3x3_stride2,
     resize_displacement,
     warp,
 )
-from tedsnet.outputs import SegmentationOutput
+from tedsnet.network.outputs import SegmentationOutput
 
 #: Decoder steps of each branch (paper: bulk one step to H/8, fine-tune three steps to H/2).
 BRANCH_STEPS = {"bulk": 1, "ft": 3}
@@ -55,7 +55,7 @@ class TEDSNet(nn.Module):
     Notes
     -----
     ``forward(image, prior)``: image (B, in_channels, H, W), prior (B or 1, 1, H, W) float in [0, 1]; returns
-    :class:`~tedsnet.outputs.SegmentationOutput` with segmentation (B, 1, H, W) and displacements
+    :class:`~tedsnet.network.outputs.SegmentationOutput` with segmentation (B, 1, H, W) and displacements
     {"bulk", "ft"} -> (B, 2, upsample*H, upsample*W) in voxels of that grid. H and W must be divisible by
     ``2**depth``. With both branches and the paper's settings the network has 655,984 trainable parameters.
     """

@@ -34,31 +34,27 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from tedsnet.atomic import atomic_path
+from tedsnet.device import resolve_device
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
-from tedsnet.losses import grad_loss
-from tedsnet.outputs import SegmentationOutput
-from tedsnet.speed import apply_speed_mode
-from tedsnet.speed_auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
+from tedsnet.io import atomic_path
+from tedsnet.network.losses import grad_loss
+from tedsnet.network.outputs import SegmentationOutput
+from tedsnet.speed.auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
+from tedsnet.speed.modes import apply_speed_mode
+from tedsnet.training.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 
 __all__ = [
-    "CHECKPOINT_FORMAT",
     "HISTORY_COLUMNS",
     "NonFiniteLossError",
     "TrainPaths",
     "TrainResult",
     "loss_terms",
-    "resolve_device",
     "train",
     "validate",
 ]
 
-LOGGER = logging.getLogger("tedsnet.training")
+LOGGER = logging.getLogger("tedsnet.training.engine")
 
-#: Value of the ``"format"`` key of every checkpoint this module writes.
-CHECKPOINT_FORMAT = "tedsnet-checkpoint"
-#: Version of the checkpoint layout.
-CHECKPOINT_VERSION = 1
 #: Columns of history.csv. loss/seg_loss/grad_* are means over the epoch's images (grad_* empty when the model has
 #: no such field); val_loss is the same total loss on the validation split (eval mode); seconds is the cumulative
 #: wall time of training including earlier, resumed runs; lr the learning rate.
@@ -75,7 +71,6 @@ HISTORY_COLUMNS = (
     "seconds",
     "lr",
 )
-FIELDS = ("bulk", "ft")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -126,21 +121,6 @@ class TrainResult(NamedTuple):
 
 
 # ----------------------------------------------------------------------------------------------------- helpers
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}.") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
-            f"device {device!r} requested but CUDA is not available; use device='auto' or 'cpu'."
-        )
-    return resolved
-
-
 def _as_split(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(images float32 (N, H, W), labels uint8 (N, H, W)) from a PreparedSplit-like object, a tuple or a path."""
     if isinstance(split, (str, os.PathLike)):
@@ -255,7 +235,7 @@ def loss_terms(
         L_Grad weight. With ``beta == 0`` the L_Grad terms are still computed for the log, without gradient.
     grad_identity : bool
         L_Grad of ``identity + displacement`` (True) or of the displacement (False); see
-        :func:`tedsnet.losses.grad_loss`.
+        :func:`tedsnet.network.losses.grad_loss`.
 
     Returns
     -------
@@ -293,7 +273,7 @@ def validate(
 ) -> tuple[float, float]:
     """Mean per-image hard Dice (``soft >= threshold``) and mean total loss on a split, in eval mode.
 
-    An image whose prediction and reference are both empty counts as Dice 1 (as :func:`tedsnet.metrics.dice`).
+    An image whose prediction and reference are both empty counts as Dice 1 (as :func:`tedsnet.evaluation.metrics.dice`).
 
     Returns
     -------
@@ -428,7 +408,7 @@ def train(
     progress : bool
         Show a tqdm progress bar (stderr).
     log : callable, optional
-        ``log(message)`` for one line per epoch and the start/stop messages; default the ``tedsnet.training``
+        ``log(message)`` for one line per epoch and the start/stop messages; default the ``tedsnet.training.engine``
         logger at INFO.
     resume : bool
         True: continue from ``out_dir/last.pt`` when it exists (it must match this experiment and configuration).
@@ -440,10 +420,10 @@ def train(
     callback : callable, optional
         Called after every optimisation step with a mapping ``{"epoch", "step", "batch", "loss"}``.
     speed_mode : {"fp32", "eager", "fast", "auto"}
-        How the model runs (:mod:`tedsnet.speed`): ``fp32`` (default) is the plain model's maths with cheaper
+        How the model runs (:mod:`tedsnet.speed.modes`): ``fp32`` (default) is the plain model's maths with cheaper
         dropout masks; ``eager`` the plain model; ``fast`` adds bf16 autocast on the convolutional feature
         networks; ``auto`` is ``fast`` where bf16 convolutions are faster on this device and ``fp32`` elsewhere
-        (:mod:`tedsnet.speed_auto`; the choice is logged, and a resumed run keeps the mode it ran in). The mode
+        (:mod:`tedsnet.speed.auto`; the choice is logged, and a resumed run keeps the mode it ran in). The mode
         run is part of the run's configuration (a run resumes only in its own mode); checkpoints hold the plain
         model's state dict in every mode.
 
@@ -550,7 +530,7 @@ def train(
 
 def _auto_speed_mode(last: Path | None, device: torch.device, say: Callable[[str], None]) -> str:
     """``fp32`` or ``fast`` for ``speed_mode="auto"``: the mode of the run in ``last`` when there is one to
-    resume, otherwise :func:`tedsnet.speed_auto.resolve_speed_mode`'s choice (probed with the current threads)."""
+    resume, otherwise :func:`tedsnet.speed.auto.resolve_speed_mode`'s choice (probed with the current threads)."""
     if last is not None and last.exists():
         try:
             previous = _load_own_checkpoint(last)["train_config"]["speed_mode"]

@@ -1,0 +1,1 @@
+"""Evaluation: segmentation, field and topology metrics, and the per-case table built from them."""

@@ -1,0 +1,70 @@
+"""Atomic file writes: a file appears complete under its final name or not at all.
+
+Every output of the suite is written to a temporary file in its folder and renamed into place, so a failing
+writer (an exception, a killed process) never leaves a partial file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["atomic_path", "savefig_atomic", "write_csv_atomic", "write_text_atomic"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` when the block succeeds.
+
+    The parent folder is created. The file gets the permissions a plain ``open(path, "w")`` would give (0666 less
+    the umask; ``mkstemp`` alone would leave it 0600). On an exception the temporary file is removed and the
+    exception propagates.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_umask())
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def write_csv_atomic(frame: pd.DataFrame, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Write a DataFrame as CSV (no index unless ``index=True``) atomically; returns the path."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
+    return Path(path)
+
+
+def savefig_atomic(figure: Any, path: str | os.PathLike, **kwargs: Any) -> Path:
+    """Save a matplotlib figure atomically (format from the suffix of ``path``); returns the path."""
+    kwargs.setdefault("bbox_inches", "tight")
+    fmt = Path(path).suffix.lstrip(".") or None
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, **kwargs)
+    return Path(path)
