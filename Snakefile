@@ -1,12 +1,14 @@
 # TEDS-Net reproducibility suite (Wyburd et al., MICCAI 2021): the whole pipeline.
 #
-#   snakemake --cores all                                         # default run (phantom, CPU, about an hour)
-#   snakemake --cores all --configfile workflow/config/smoke.yaml # the same DAG in minutes
+#   snakemake --cores all                                         # default run (synthetic phantom, CPU)
+#   snakemake --cores all --configfile workflow/config/smoke.yaml # the same DAG at tiny sizes (CI)
 #   snakemake --cores all --config acdc_root=/path/to/acdc        # the default run on real ACDC
 #   snakemake --profile workflow/profiles/slurm --configfile workflow/config/paper.yaml   # published protocol
 #
 # DAG: cohort -> prepared dataset -> train (experiment x seed) -> predict -> per-case metrics -> Table 1, paired
-# tests, Figure 4, Figure 3, learning curves -> report.md, all under results/<run>/.
+# tests, Figure 4, Figure 3, learning curves -> report.md, all under results/<run>/. The config keys are explained
+# in docs/configuration.md and validated by workflow/schemas/config.schema.yaml; a method of your own joins
+# through the key `plugins` (docs/adding-a-method.md).
 
 from snakemake.utils import min_version, validate
 

@@ -1,4 +1,4 @@
-"""Baseline models with TEDS-Net's interface (DESIGN.md sections 2 and 5).
+"""Baseline models of the paper's Table 1, with TEDS-Net's interface.
 
 Every model takes ``forward(image, prior)`` with image (B, 1, H, W) and prior (B or 1, 1, H, W) and returns a
 :class:`tedsnet.network.outputs.SegmentationOutput`. The tedsnet core never imports this package; the experiment registry

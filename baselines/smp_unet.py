@@ -1,4 +1,4 @@
-"""The ecosystem-standard U-Net baseline from segmentation-models-pytorch (DESIGN.md section 2)."""
+"""The ecosystem-standard U-Net baseline from segmentation-models-pytorch (a Table 1 row beyond the paper's)."""
 
 from __future__ import annotations
 
@@ -24,8 +24,7 @@ class SMPUNet(nn.Module):
     the next multiple of ``2**encoder_depth`` (144 x 208 -> 160 x 224; zeros, as the data pipeline pads slices)
     and the output is cropped back. The padding keeps smp's standard depth-5 architecture for every encoder.
 
-    Default encoder ``resnet18``: 14,321,937 trainable parameters with the defaults (measured; the test suite
-    checks it).
+    Default encoder ``resnet18``: 14,321,937 trainable parameters with the defaults (the test suite checks it).
 
     Parameters
     ----------
@@ -40,6 +39,11 @@ class SMPUNet(nn.Module):
     out_bias : float, optional
         Initial bias (a logit) of smp's segmentation head; None keeps smp's init (0). See
         :class:`baselines.unet.UNet` for why a negative value near the foreground log-odds speeds up training.
+
+    Raises
+    ------
+    ValueError
+        If ``encoder_depth`` is not in [3, 5].
 
     Notes
     -----
@@ -81,6 +85,7 @@ class SMPUNet(nn.Module):
         return (pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2)
 
     def forward(self, image: Tensor, prior: Tensor | None = None) -> SegmentationOutput:
+        """Pad ``image`` to a multiple of ``2**encoder_depth``, segment it, crop back; the prior is ignored."""
         height, width = image.shape[-2:]
         left, right, top, bottom = pad = self.padding(height, width)
         logits = self.net(F.pad(image, pad) if any(pad) else image)

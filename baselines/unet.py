@@ -1,4 +1,4 @@
-"""The paper's U-Net baseline, built from TEDS-Net's own blocks (DESIGN.md section 2)."""
+"""The paper's U-Net baseline (Table 1), built from TEDS-Net's own blocks."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ class UNet(nn.Module):
     channels: the first three steps are exactly TEDS-Net's fine-tune decoder, the last keeps ``features`` channels
     at full resolution. A 1x1 conv maps to one channel and a sigmoid gives the probability.
 
-    With the defaults the network has **519,709** trainable parameters (measured with
-    :func:`tedsnet.network.model.count_parameters`; the test suite checks it).
+    With the defaults the network has **519,709** trainable parameters
+    (:func:`tedsnet.network.model.count_parameters`; the test suite checks it).
 
     Parameters
     ----------
@@ -37,15 +37,15 @@ class UNet(nn.Module):
         Output channels of each decoder step, deepest first; default ``features * 2**k`` for levels k = depth-2
         .. 0, then ``features`` (48, 24, 12, 12 for the paper's settings).
     with_prior : bool
-        False (DESIGN.md): the image only, the prior is ignored. True: the prior is concatenated to the image as
+        False (the suite's protocol): the image only, the prior is ignored. True: the prior is concatenated to the image as
         an extra input channel (one reading of the paper's "using the shape prior P as the second input
         channel").
     out_bias : float
         Initial bias of the 1x1 output conv (a logit). 0 (PyTorch's usual init would be random; 0 gives
         probability 0.5 everywhere). A negative value near the foreground log-odds (about -3 for the 2-5 %
         myocardium of a 144 x 208 slice) starts the network at "mostly background", which it otherwise needs
-        hundreds of Adam steps to reach: with InstanceNorm'd features the logits move by at most about
-        ``lr * (features + 1)`` per step (see notes/training.md).
+        many Adam steps to reach: with InstanceNorm'd features the logits move by at most about
+        ``lr * (features + 1)`` per step.
 
     Notes
     -----
@@ -73,6 +73,7 @@ class UNet(nn.Module):
         nn.init.constant_(self.head.bias, float(out_bias))
 
     def forward(self, image: Tensor, prior: Tensor | None = None) -> SegmentationOutput:
+        """Segment ``image`` (the prior is used only with ``with_prior``); see the class docstring for shapes."""
         if self.with_prior:
             if prior is None:
                 raise ValueError(

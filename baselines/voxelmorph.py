@@ -21,7 +21,7 @@ class VoxelMorph(nn.Module):
     parts are called directly rather than through ``VxmPairwise.forward``, which keeps a reference to the last
     velocity on the module.
 
-    voxelmorph's displacement convention is the suite's (DESIGN.md section 6): voxel units, channel i = array
+    voxelmorph's displacement convention is the suite's (:mod:`tedsnet.network.functional`): voxel units, channel i = array
     axis i, backward warping with corner-aligned grids (``align_corners=True``). The test suite checks that
     :func:`tedsnet.network.functional.warp` with the returned field reproduces voxelmorph's warped prior, so no conversion is
     applied.
@@ -32,9 +32,15 @@ class VoxelMorph(nn.Module):
     Parameters
     ----------
     int_steps : int
-        Scaling-and-squaring steps (DESIGN.md: 7); 0 uses the velocity as the displacement.
+        Scaling-and-squaring steps (default 7, the VoxelMorph papers' choice); 0 uses the velocity as the
+        displacement.
     nb_features : sequence of int
         Features of each U-Net level (passed to ``VxmPairwise``).
+
+    Raises
+    ------
+    ValueError
+        If ``int_steps`` is not a non-negative integer.
 
     Notes
     -----
@@ -65,6 +71,7 @@ class VoxelMorph(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     def forward(self, image: Tensor, prior: Tensor) -> SegmentationOutput:
+        """Register the prior to ``image`` and return the warped prior; see the class docstring for shapes."""
         if prior.dim() != 4 or prior.shape[1] != 1 or prior.shape[-2:] != image.shape[-2:]:
             raise ValueError(
                 f"VoxelMorph: prior must have shape (B or 1, 1, H, W) matching the image's H x W "

@@ -1,11 +1,14 @@
 """The ``tedsnet`` console command.
 
+``tedsnet`` alone prints the help; ``tedsnet --version`` prints the version.
+
 ``tedsnet segment --checkpoint best.pt --input scan.nii.gz --output mask.nii.gz [--csv per_slice.csv]``
 segments every z-slice of a short-axis NIfTI volume (3-D, or 4-D with a single frame) with a trained model, writes
 the binary myocardium mask with the input's affine and header, and optionally a CSV with each slice's Betti numbers,
 topology flag and % non-positive Jacobian determinants. Any bad input (missing or non-NIfTI file, wrong
 dimensionality, unreadable or foreign checkpoint, an existing output without ``--overwrite``) prints one clear error
-line, exits with status 2 and writes nothing.
+line, exits with status 2 and writes nothing. No trained model ships with the repository: each training job of
+the workflow writes ``results/<run>/models/<experiment>/seed<seed>/best.pt``.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+from tedsnet import __version__
+
+__all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
@@ -29,10 +34,12 @@ class CLIError(Exception):
 
 
 def _is_nifti_name(path: Path) -> bool:
+    """Whether the file name ends in .nii or .nii.gz (any case)."""
     return path.name.lower().endswith(NIFTI_SUFFIXES)
 
 
 def _check_output(path: Path, what: str, suffixes: tuple[str, ...], overwrite: bool) -> None:
+    """Raise CLIError unless ``path`` has one of ``suffixes`` and is free (or ``overwrite``) and not a folder."""
     if not path.name.lower().endswith(suffixes):
         raise CLIError(f"{what} {path} must end in {' or '.join(suffixes)}.")
     if path.exists() and not overwrite:
@@ -42,6 +49,7 @@ def _check_output(path: Path, what: str, suffixes: tuple[str, ...], overwrite: b
 
 
 def _load_volume(path: Path):
+    """(nibabel image, float32 (X, Y, Z) volume, original data shape) of a NIfTI file; CLIError for a bad one."""
     import nibabel as nib
 
     if not path.is_file():
@@ -71,11 +79,19 @@ def _load_volume(path: Path):
 
 
 def _atomic_tmp(path: Path) -> Path:
+    """A hidden temporary name beside ``path`` with the same (NIfTI-aware) suffix."""
     suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
     return path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
 
 
 def segment_command(args: argparse.Namespace) -> int:
+    """``tedsnet segment``: check the arguments, segment the volume, write the mask (and CSV) atomically.
+
+    Raises
+    ------
+    CLIError
+        For any bad input; nothing is written then.
+    """
     import nibabel as nib
 
     from tedsnet.inference.volume import segment_volume
@@ -141,11 +157,14 @@ def segment_command(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``tedsnet`` command line: ``--version`` and the ``segment`` subcommand."""
     parser = argparse.ArgumentParser(
         prog="tedsnet",
         description="TEDS-Net reproducibility suite: apply a trained model to short-axis cardiac MRI.",
+        epilog="Run 'tedsnet segment --help' for the options of a command.",
     )
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="command")
     segment = sub.add_parser(
         "segment",
         help="segment the myocardium in every slice of a short-axis NIfTI volume",
@@ -155,7 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
             "is written with the input's affine and header."
         ),
     )
-    segment.add_argument("--checkpoint", required=True, help="best.pt of a trained model directory")
+    segment.add_argument(
+        "--checkpoint",
+        required=True,
+        help="best.pt of a trained model (a workflow run writes results/<run>/models/<experiment>/seed<seed>/best.pt)",
+    )
     segment.add_argument("--input", required=True, help="short-axis volume, .nii or .nii.gz")
     segment.add_argument("--output", required=True, help="mask to write, .nii or .nii.gz (uint8 0/1)")
     segment.add_argument(
@@ -170,9 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``tedsnet`` console script; returns the exit status."""
+    """Entry point of the ``tedsnet`` console script; returns the exit status (0 after printing the help)."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
     try:
         return args.func(args)
     except CLIError as error:

@@ -10,6 +10,15 @@ __all__ = ["resolve_device"]
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`.
 
+    Parameters
+    ----------
+    device : str or torch.device
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or a :class:`torch.device`.
+
+    Returns
+    -------
+    torch.device
+
     Raises
     ------
     ValueError

@@ -1,8 +1,8 @@
-"""The one experiment registry: an experiment name -> a model, its prior and its loss (DESIGN.md sections 2, 5).
+"""The one experiment registry: an experiment name -> a model, its prior and its loss.
 
 Every Table 1 row and every Figure 4 point is an :class:`Experiment`. The registry holds the base entries
-(:data:`EXPERIMENTS`): ``prior``, ``unet``, ``unet_smp``, ``voxelmorph``, ``A1`` .. ``A6`` and ``tedsnet``.
-Variants are derived by overrides, either as keyword arguments or encoded in the name::
+(:data:`EXPERIMENTS`): ``prior``, ``unet``, ``unet_smp``, ``voxelmorph``, ``A1`` .. ``A6`` and ``tedsnet``
+(paper Table 1). Variants are derived by overrides, either as keyword arguments or encoded in the name::
 
     get_experiment("tedsnet_steps4")                 # int_steps=4       (Figure 4a)
     get_experiment("tedsnet_radius20")               # prior_radius=20   (Figure 4b)
@@ -13,10 +13,14 @@ Name grammar: ``<base>(_<token><number>)*`` where ``<base>`` is a registered nam
 :data:`NAME_TOKENS` (``steps`` -> model ``int_steps``, ``radius`` -> ``prior_radius``, ``thickness`` ->
 ``prior_thickness``, ``beta``, ``features`` -> model ``features``). Keyword overrides may name any field of
 :class:`Experiment` listed in :data:`EXPERIMENT_OVERRIDES` or any keyword argument of the experiment's model factory.
+:func:`variant_name` writes a name in this grammar and :func:`scale_length` rounds a prior radius to a coarser
+grid; the workflow names its Figure 4 points with both.
 
 This module is the only bridge between :mod:`tedsnet` and :mod:`baselines`: the tedsnet core never imports
-baselines. Adding a method = one module (a ``nn.Module`` whose ``forward(image, prior)`` returns a
-:class:`~tedsnet.network.outputs.SegmentationOutput`) + one :func:`register` call (see :data:`EXPERIMENTS` below).
+baselines. Adding a method needs no edit here: a module of your own defines an ``nn.Module`` whose
+``forward(image, prior)`` returns a :class:`~tedsnet.network.outputs.SegmentationOutput` and calls
+:func:`register`; the workflow imports it through the config key ``plugins`` (:func:`load_plugins`), and the
+method's name in ``experiments`` makes it a Table 1 row (docs/adding-a-method.md).
 """
 
 from __future__ import annotations
@@ -25,9 +29,13 @@ import hashlib
 import importlib
 import inspect
 import json
+import os
 import re
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -44,13 +52,17 @@ __all__ = [
     "EXPERIMENTS",
     "EXPERIMENT_OVERRIDES",
     "NAME_TOKENS",
+    "PLUGIN_MODULE_PATTERN",
     "SEG_LOSSES",
     "UNET_OUT_BIAS",
     "Experiment",
     "LazyFactory",
     "get_experiment",
     "list_experiments",
+    "load_plugins",
     "register",
+    "scale_length",
+    "variant_name",
     "with_prior_geometry",
     "zero_field_tedsnet",
 ]
@@ -80,16 +92,14 @@ SEG_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "dice_bce": _dice_bce,
 }
 
-#: The segmentation loss of every registry entry (one protocol for every row). Per-image soft Dice: on the phantom
-#: it trains TEDS-Net as well as the authors' batch Dice at lr 1e-4 and better at lr 1e-3, and the U-Nets (with
-#: :data:`UNET_OUT_BIAS`) converge in a few hundred steps; Dice + BCE breaks TEDS-Net (BCE shrinks the warped ring
-#: away). Measurements: notes/training.md. ``train(seg_loss="dice")`` restores the authors' loss.
+#: The segmentation loss of every registry entry (one protocol for every row): per-image soft Dice, which trains
+#: every row at the CPU configs' learning rate, whereas Dice + BCE shrinks TEDS-Net's warped ring away
+#: (docs/protocol.md). ``train(seg_loss="dice")`` restores the authors' batch Dice.
 DEFAULT_SEG_LOSS = "dice_image"
 
 #: Initial bias (logit) of the U-Nets' output layer: about the log-odds of the 2-5 % myocardium pixels of a
 #: 144 x 208 slice (sigmoid(-3) = 0.047). The paper does not state the initialisation; starting at 0 (probability
-#: 0.5 everywhere) leaves a U-Net with InstanceNorm'd features hundreds of Adam steps away from predicting
-#: background, which is most of why the paper U-Net stays at Dice < 0.3 for 20 CPU minutes (notes/training.md).
+#: 0.5 everywhere) leaves a U-Net with InstanceNorm'd features many Adam steps away from predicting background.
 UNET_OUT_BIAS = -3.0
 
 #: Tokens of the name grammar -> the override they set.
@@ -145,7 +155,8 @@ def zero_field_tedsnet(**kwargs: Any) -> TEDSNet:
     """A :class:`~tedsnet.network.model.TEDSNet` whose field heads are exactly zero: its output is the (dilated) prior.
 
     TEDS-Net's heads start at weights ~ N(0, 1e-5), almost but not exactly zero; this factory zeroes them so the
-    ``prior`` row of Table 1 is the prior itself (Dice 0.89 against the prior at threshold 0.3, DESIGN.md).
+    ``prior`` row of Table 1 is the prior itself, slightly dilated by the sampling (Dice 0.89 against the prior at
+    threshold 0.3).
     """
     model = TEDSNet(**kwargs)
     with torch.no_grad():
@@ -177,38 +188,61 @@ def _jsonable(value: Any) -> Any:
 class Experiment:
     """One model configuration of the benchmark: how to build the model, its prior and its loss.
 
+    Frozen: derive a variant with :func:`get_experiment` (``get_experiment("tedsnet", int_steps=4)``) or
+    :func:`dataclasses.replace`, never by assignment.
+
     Attributes
     ----------
     name : str
-        Unique name (registry key, or the canonical name of a variant, e.g. ``"tedsnet_steps4"``).
+        Unique name, letters, digits and ``_ . = + -``, starting with a letter or digit: the registry key, or the
+        canonical name of a variant (e.g. ``"tedsnet_steps4"``). It names the row's files under ``results/<run>/``
+        (``models/<name>/``, ``metrics/<name>.csv``).
     label : str
-        Row label for tables and figures (e.g. ``"A2 no Gaussian"``).
+        Display name of the row in tables, figures and the report (e.g. ``"A2 no Gaussian"``).
     factory : callable
-        ``factory(**model_kwargs) -> nn.Module``; the module's ``forward(image, prior)`` returns a
-        :class:`~tedsnet.network.outputs.SegmentationOutput`.
+        ``factory(**model_kwargs) -> nn.Module``. The module's ``forward(image, prior)`` takes the image
+        (B, 1, H, W) float32 and the ring prior (1, 1, H, W) float32 in {0, 1} (it broadcasts over B) and returns a
+        :class:`~tedsnet.network.outputs.SegmentationOutput`: segmentation (B, 1, H, W) in [0, 1], and the
+        displacement fields that warp the prior (``{}`` for a model that does not warp it). A class, a function,
+        or a :class:`LazyFactory` naming one.
     model_kwargs : mapping
-        Keyword arguments of ``factory``.
+        Keyword arguments of ``factory`` (JSON-serialisable values: they are stored in checkpoints).
     beta : float
-        Weight of L_Grad on every field the model returns (paper: 10,000 for TEDS-Net and VoxelMorph; 0 for A1, A3
-        and the U-Nets).
+        Weight (>= 0) of L_Grad on every field the model returns (paper eq. 2: 10,000 for TEDS-Net and VoxelMorph;
+        0 for A1, A3 and the U-Nets).
     trains : bool
         False for ``prior``: the model is used as built, with no training.
     grad_identity : bool
         L_Grad of ``identity + displacement`` (True, the authors' formula) or of the displacement alone (False,
         voxelmorph's ``Grad``; see :func:`tedsnet.network.losses.grad_loss`).
     prior_radius, prior_thickness : float
-        Outer radius and thickness of the ring prior in pixels (:func:`tedsnet.network.priors.ring_prior`; paper: 30, 7).
+        Outer radius and thickness of the ring prior in pixels, ``0 < thickness <= radius``
+        (:func:`tedsnet.network.priors.ring_prior`; paper: radius 30; the authors' code: thickness 7).
     seg_loss : str
         Key of :data:`SEG_LOSSES`.
     paper_label : str or None
-        The row's label in the paper's Table 1 (``/work/shared/paper/table1.csv`` style), None for rows the paper
+        The row's label in the paper's Table 1 (``workflow/resources/paper_table1.csv``), None for rows the paper
         does not have.
     description : str
         One line for reports.
     base : str
-        The registry entry this experiment derives from (its own name for base entries).
+        The registry entry this experiment derives from; empty means its own name (base entries).
     overrides : mapping
         The overrides applied to ``base`` (empty for base entries).
+
+    Raises
+    ------
+    ValueError
+        A malformed ``name``, an unknown ``seg_loss``, a negative ``beta`` or an invalid prior geometry.
+    TypeError
+        ``factory`` is not callable.
+
+    Examples
+    --------
+    >>> from tedsnet.network.model import TEDSNet
+    >>> exp = Experiment(name="mine", label="Mine", factory=TEDSNet, model_kwargs={"int_steps": 4}, beta=BETA)
+    >>> exp.prior((96, 128)).shape
+    (96, 128)
     """
 
     name: str
@@ -308,8 +342,40 @@ EXPERIMENTS: dict[str, Experiment] = {}
 def register(experiment: Experiment, *, replace_existing: bool = False) -> Experiment:
     """Add ``experiment`` to :data:`EXPERIMENTS` under its name and return it.
 
-    Raises ValueError if the name is taken (unless ``replace_existing``) or could be mistaken for a variant
-    (a name ending in ``_<token><number>``).
+    The entry becomes a base experiment: :func:`get_experiment` resolves its name and its variants
+    (``<name>_<token><number>``), the workflow trains it when its name is listed in the config's ``experiments``
+    (a module of your own that calls this is named in the config's ``plugins``: docs/adding-a-method.md), and
+    :func:`tedsnet.training.checkpoint.load_checkpoint` rebuilds it from a checkpoint once it is registered again.
+    Registration order is the row order of :func:`list_experiments`.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        The entry; its ``name`` is the key.
+    replace_existing : bool
+        Replace an entry of the same name instead of raising.
+
+    Returns
+    -------
+    Experiment
+        ``experiment`` itself.
+
+    Raises
+    ------
+    TypeError
+        ``experiment`` is not an :class:`Experiment`.
+    ValueError
+        The name is taken (and not ``replace_existing``), or it ends like a variant suffix
+        (``_<token><number>`` with a token of :data:`NAME_TOKENS`, e.g. ``mynet_steps4``), which
+        :func:`get_experiment` would read as an override.
+
+    Examples
+    --------
+    >>> from baselines.unet import UNet
+    >>> entry = register(Experiment(name="small_unet", label="U-Net (4 features)", factory=UNet,
+    ...                             model_kwargs={"features": 4}))
+    >>> get_experiment("small_unet") is entry
+    True
     """
     if not isinstance(experiment, Experiment):
         raise TypeError(f"register: expected an Experiment, got {type(experiment).__name__}.")
@@ -382,6 +448,30 @@ def _factory_parameters(factory: Callable[..., nn.Module]) -> set[str] | None:
     return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
 
 
+def _split_overrides(
+    name: str, base: Experiment, overrides: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``overrides`` split into changes of :class:`Experiment` fields and of model keyword arguments; a value equal
+    to the base's is dropped. Raises ValueError for a key that is neither."""
+    accepted = _factory_parameters(base.factory)
+    field_changes: dict[str, Any] = {}
+    model_changes: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if key in EXPERIMENT_OVERRIDES:
+            if getattr(base, key) != value:
+                field_changes[key] = value
+        elif accepted is None or key in accepted:
+            current = base.model_kwargs.get(key, _default_of(base.factory, key))
+            if current != value:
+                model_changes[key] = value
+        else:
+            raise ValueError(
+                f"get_experiment: {name!r} does not accept the override {key!r}; allowed: "
+                f"{sorted(EXPERIMENT_OVERRIDES)} and the model's arguments {sorted(accepted)}."
+            )
+    return field_changes, model_changes
+
+
 def get_experiment(name: str, **overrides: Any) -> Experiment:
     """The experiment ``name`` (a registry entry or a variant name), with keyword ``overrides`` applied.
 
@@ -404,8 +494,18 @@ def get_experiment(name: str, **overrides: Any) -> Experiment:
 
     Raises
     ------
+    TypeError
+        ``name`` is not a string.
     ValueError
-        Unknown name or override key, or an invalid value (the message lists what is allowed).
+        Unknown name or override key, or an invalid value (the message lists what is allowed). A method of your
+        own is unknown until the module that registers it is imported (:func:`load_plugins`).
+
+    Examples
+    --------
+    >>> get_experiment("tedsnet", int_steps=4).name
+    'tedsnet_steps4'
+    >>> get_experiment("tedsnet_steps8") is EXPERIMENTS["tedsnet"]  # 8 is TEDS-Net's own value
+    True
     """
     if not isinstance(name, str):
         raise TypeError(f"get_experiment: name must be a string, got {type(name).__name__}.")
@@ -417,22 +517,9 @@ def get_experiment(name: str, **overrides: Any) -> Experiment:
             )
     merged = {**parsed, **overrides}
     base = EXPERIMENTS[base_name]
-    accepted = _factory_parameters(base.factory)
-    field_changes: dict[str, Any] = {}
-    model_changes: dict[str, Any] = {}
-    for key, value in merged.items():
-        if key in EXPERIMENT_OVERRIDES:
-            if getattr(base, key) != value:
-                field_changes[key] = value
-        elif accepted is None or key in accepted:
-            current = base.model_kwargs.get(key, _default_of(base.factory, key))
-            if current != value:
-                model_changes[key] = value
-        else:
-            raise ValueError(
-                f"get_experiment: {name!r} does not accept the override {key!r}; allowed: "
-                f"{sorted(EXPERIMENT_OVERRIDES)} and the model's arguments {sorted(accepted)}."
-            )
+    if not merged:  # a base entry as registered (without importing a lazy factory's module)
+        return base
+    field_changes, model_changes = _split_overrides(name, base, merged)
     if not field_changes and not model_changes:
         return base
     applied = {**field_changes, **model_changes}
@@ -444,7 +531,7 @@ def get_experiment(name: str, **overrides: Any) -> Experiment:
         )
     return replace(
         base,
-        name=_variant_name(base_name, applied),
+        name=variant_name(base_name, applied),
         label=label,
         model_kwargs={**base.model_kwargs, **model_changes},
         base=base_name,
@@ -495,8 +582,7 @@ def with_prior_geometry(
     for key, value in (("prior_radius", prior_radius), ("prior_thickness", prior_thickness)):
         if key in parsed:
             continue
-        value = float(getattr(named, key) if value is None else value)
-        value = round(value / float(pixel_scale), 1) if float(pixel_scale) != 1.0 else value
+        value = scale_length(getattr(named, key) if value is None else value, pixel_scale)
         if value != float(getattr(named, key)):
             geometry[key] = value
     if not geometry:
@@ -512,11 +598,57 @@ def _default_of(factory: Callable[..., nn.Module], key: str) -> Any:
     return inspect.Parameter.empty if parameter is None else parameter.default
 
 
-def _variant_name(base: str, applied: Mapping[str, Any]) -> str:
-    tokens = [f"{tok}{_format_value(applied[key])}" for tok, key in NAME_TOKENS.items() if key in applied]
+def variant_name(base: str, overrides: Mapping[str, Any]) -> str:
+    """The canonical name of ``base`` with ``overrides``, as :func:`get_experiment` names its variants.
+
+    Tokens of :data:`NAME_TOKENS` come first in that order (``_steps4``, ``_radius13.3``), then every other
+    override as ``_<key>-<value>``, sorted by key. Whole numbers are written without a decimal point (20.0 ->
+    ``20``), other floats with ``:g``. Unlike :func:`get_experiment` the name is only written: nothing is checked
+    against the registry and an override equal to the base's value is kept.
+
+    Parameters
+    ----------
+    base : str
+        A base experiment name.
+    overrides : mapping
+        Override key -> value (e.g. ``{"prior_radius": 13.3}``).
+
+    Returns
+    -------
+    str
+        ``base`` itself when ``overrides`` is empty.
+
+    Examples
+    --------
+    >>> variant_name("tedsnet", {"prior_radius": 20.0, "int_steps": 4})
+    'tedsnet_steps4_radius20'
+    """
+    tokens = [f"{tok}{_format_value(overrides[key])}" for tok, key in NAME_TOKENS.items() if key in overrides]
     keyed = set(NAME_TOKENS.values())
-    tokens += [f"{k}-{_format_value(v)}" for k, v in sorted(applied.items()) if k not in keyed]
+    tokens += [f"{k}-{_format_value(v)}" for k, v in sorted(overrides.items()) if k not in keyed]
     return "_".join([base, *tokens])
+
+
+def scale_length(length: float, pixel_scale: float) -> float:
+    """A length in ACDC-grid pixels (a prior radius or thickness) on a grid ``pixel_scale`` times coarser.
+
+    Divided by ``pixel_scale`` and rounded to 0.1 px, the precision variant names write (30 px at scale 1.5 ->
+    20.0, 20 px -> 13.3); at scale 1 the length is returned unrounded.
+
+    Parameters
+    ----------
+    length : float
+        Pixels of the ACDC-like grid.
+    pixel_scale : float
+        The run's pixel size relative to the ACDC-like grid (> 0; ``data.phantom.pixel_scale``).
+
+    Returns
+    -------
+    float
+        Pixels of the run's grid.
+    """
+    length = float(length)
+    return length if float(pixel_scale) == 1.0 else round(length / float(pixel_scale), 1)
 
 
 def list_experiments() -> list[str]:
@@ -524,9 +656,71 @@ def list_experiments() -> list[str]:
     return list(EXPERIMENTS)
 
 
+#: A dotted module name (what ``import`` takes), the form of every entry of the workflow's ``plugins``.
+PLUGIN_MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
+def load_plugins(modules: Iterable[str], search_path: str | os.PathLike | None = None) -> list[ModuleType]:
+    """Import the modules that register methods of their own (the workflow's ``plugins`` config key).
+
+    Each module is imported once per process (Python caches it); importing it runs its :func:`register` calls, so
+    its experiments resolve by name afterwards. The workflow calls this with the config's ``plugins`` and the
+    working directory as ``search_path`` in the Snakefile and in every job, before any name is resolved.
+
+    Parameters
+    ----------
+    modules : iterable of str
+        Dotted module names (``"my_method"`` for a file ``my_method.py``, ``"mypackage.my_method"``).
+    search_path : str or os.PathLike, optional
+        A folder put first on ``sys.path`` (once) before importing, so a module in it needs no install.
+
+    Returns
+    -------
+    list of module
+        The imported modules, in order.
+
+    Raises
+    ------
+    ValueError
+        An entry is not a dotted module name (e.g. a file name ``"my_method.py"``).
+    ModuleNotFoundError
+        No module of that name is importable (the message says where it was looked for). An import error
+        inside the module itself propagates unchanged.
+
+    Examples
+    --------
+    >>> import os
+    >>> load_plugins([], search_path=os.getcwd())
+    []
+    """
+    if search_path is not None:
+        folder = os.fspath(Path(search_path).resolve())
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+    loaded = []
+    for name in modules:
+        if not isinstance(name, str) or not re.fullmatch(PLUGIN_MODULE_PATTERN, name) or name.endswith(".py"):
+            raise ValueError(
+                f"load_plugins: expected a dotted module name such as 'my_method' or 'mypackage.my_method', got "
+                f"{name!r}; a file my_method.py is the module 'my_method'."
+            )
+        try:
+            loaded.append(importlib.import_module(name))
+        except ModuleNotFoundError as error:
+            if error.name is None or not (name == error.name or name.startswith(error.name + ".")):
+                raise  # the plugin was found; something it imports is missing
+            where = f"{search_path} (searched first) or " if search_path is not None else ""
+            raise ModuleNotFoundError(
+                f"load_plugins: no module {name!r} in {where}the installed packages. Put {name.split('.')[-1]}.py "
+                "in the folder you run snakemake from, or install the package that holds it.",
+                name=name,
+            ) from None
+    return loaded
+
+
 # --------------------------------------------------------------------------------------------------------------
-# The registry (Table 1 order). To add a method: write baselines/<yours>.py and register it here, e.g. with
-# factory=LazyFactory("baselines.<yours>:<YourNet>").
+# The registry, in paper Table 1 order. A method of your own registers itself from its own module
+# (docs/adding-a-method.md); a baseline shipped with the suite is registered here with a LazyFactory.
 # --------------------------------------------------------------------------------------------------------------
 register(
     Experiment(

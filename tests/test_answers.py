@@ -1,6 +1,7 @@
 """The reproduction questions of report.md are answered from the numbers given (tedsnet.reporting.answers)."""
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -20,9 +21,12 @@ def _row(experiment, dice, topo, bulk=math.nan, ft=math.nan, hd=3.0):
     }
 
 
+PAPER = Path(__file__).resolve().parents[1] / "workflow" / "resources" / "paper_table1.csv"
+
+
 @pytest.fixture
 def paper():
-    return pd.read_csv("workflow/resources/paper_table1.csv")
+    return pd.read_csv(PAPER)
 
 
 def test_jacobian_pattern_compares_folds_and_topology_with_the_paper(paper):
@@ -78,5 +82,16 @@ def test_answers_name_the_guard_and_the_counts(paper):
     assert "TEDS-Net: Dice 0.780 vs 0.86 (-0.080)" in text
     assert "No learning curves." in text
     assert "| As the paper's row |" in text and "a trace such as the paper's 0.03 % for A5" in text
-    failing = answer_questions(summary.assign(incorrect_topology=[0, 7, 40, 2]), paper, None, passing=[])
-    assert "No: 2/100" in failing and "**below the guard** (no conclusion)" in failing
+    failing = answer_questions(
+        summary.assign(incorrect_topology=[0, 7, 40, 2]), paper, None, passing=["tedsnet"]
+    )
+    assert "No: 2/100 test slices with incorrect topology" in failing
+    below = answer_questions(summary, paper, None, passing=[])
+    assert "No conclusion: TEDS-Net is **below the under-training guard** (0/100 test slices" in below
+    assert "Yes" not in below.split("**Do the U-Nets")[0]
+
+
+def test_answers_say_so_when_every_prediction_is_empty(paper):
+    summary = pd.DataFrame([_row("A2", 0.0, 100, bulk=60.0, ft=30.0, hd=math.nan)])
+    text = answer_questions(summary, paper, None, passing=[])
+    assert "HD N/A (every prediction empty) vs 3.73" in text and "nan" not in text

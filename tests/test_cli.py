@@ -252,6 +252,21 @@ def test_overwrite_replaces_existing_outputs(tmp_path, checkpoint, small_scan):
     )
 
 
+def test_no_arguments_prints_the_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: tedsnet") and "segment" in out
+
+
+def test_version_prints_the_package_version(capsys):
+    from tedsnet import __version__
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"tedsnet {__version__}"
+
+
 def test_missing_arguments_are_usage_errors():
     with pytest.raises(SystemExit) as info:
         main(["segment", "--input", "x.nii.gz"])

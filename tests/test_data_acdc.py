@@ -224,7 +224,7 @@ def test_real_acdc_reads_and_gives_1000_ring_slices(acdc_root):
     assert all(s.image.shape == (144, 208) and s.myocardium.shape == (144, 208) for s in slices)
     assert (
         sum(s.clipped for s in slices) == 0
-    )  # DESIGN: the crop clips no selected myocardium on ACDC training
+    )  # the protocol crop clips no selected myocardium on ACDC training
     assert {(s.patient_id, s.phase) for s in slices} == {(p.id, ph) for p in patients for ph in ("ED", "ES")}
     assert {p: p.stat().st_mtime_ns for p in (acdc_root / "training").glob("patient*/*")} == before
     assert not any(name.endswith(".tmp") for name in os.listdir(acdc_root / "training"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import numpy as np
 import pytest
 
 from tedsnet.data.acdc import read_cohort, read_patient
-from tedsnet.data.phantom import GROUPS, assign_groups, generate_patient, write_phantom_cohort
+from tedsnet.data.phantom import generate_patient, write_phantom_cohort
+from tedsnet.data.phantom_anatomy import GROUPS, SLICE_KINDS, PhantomParams, assign_groups
 from tedsnet.data.slices import ring_slice_indices, select_slices
 from tedsnet.data.stats import cohort_stats, comparison_table, slice_stats
 from tedsnet.network.priors import ring_prior
@@ -174,10 +176,10 @@ def test_stats_known_answer_and_table(phantom_root):
 def test_pixel_scale_draws_the_same_patient_on_a_coarser_grid():
     fine, p1 = generate_patient(np.random.default_rng([0, 3]), "NOR", (144, 208))
     coarse, p15 = generate_patient(np.random.default_rng([0, 3]), "NOR", (96, 128), pixel_scale=1.5)
-    assert p15["spacing"] == pytest.approx(1.5 * p1["spacing"])
-    for n1, n15 in zip(p1["shape"], p15["shape"], strict=True):
+    assert p15.acquisition.spacing_mm == pytest.approx(1.5 * p1.acquisition.spacing_mm)
+    for n1, n15 in zip(p1.acquisition.shape, p15.acquisition.shape, strict=True):
         assert abs(n15 - n1 / 1.5) <= 1 and n15 % 2 == 0
-    assert p15["r_endo"] == p1["r_endo"] and p15["group"] == p1["group"]  # same anatomy in mm
+    assert p15.lv == p1.lv and p15.rv == p1.rv and p15.group == p1.group  # same anatomy in mm
     assert coarse["ED"].image.shape[2] == fine["ED"].image.shape[2]  # same slices
     # myocardial area in pixels shrinks by ~1.5^2 (the same heart at a 1.5x coarser pixel size)
     area_fine = (fine["ED"].label == 2).sum()
@@ -185,3 +187,18 @@ def test_pixel_scale_draws_the_same_patient_on_a_coarser_grid():
     assert area_fine / area_coarse == pytest.approx(1.5**2, rel=0.15)
     with pytest.raises(ValueError, match="pixel_scale"):
         write_phantom_cohort("unused", n_patients=1, pixel_scale=0)
+
+
+def test_params_are_typed_frozen_and_match_the_frames():
+    frames, params = generate_patient(np.random.default_rng([0, 2]), "MINF", (96, 128), pixel_scale=2.0)
+    assert isinstance(params, PhantomParams) and params.group == "MINF"
+    assert (
+        params.lv.infarct is not None and params.lv.septal == 0.0
+    )  # MINF: a thinned segment, no septal excess
+    assert (frames["ED"].index, frames["ES"].index) == (params.info.ed_frame, params.info.es_frame)
+    assert frames["ED"].image.shape[2] == len(params.layout.kinds) and set(params.layout.kinds) <= set(
+        SLICE_KINDS
+    )
+    assert frames["ED"].zooms[:2] == (params.acquisition.spacing_mm,) * 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        params.group = "NOR"

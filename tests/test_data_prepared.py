@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tedsnet.data.prepared import REQUIRED_COLUMNS, load_split, prepare_dataset, save_split
+from tedsnet.data.prepared import REQUIRED_COLUMNS, PrepareSettings, load_split, prepare_dataset, save_split
 from tedsnet.data.splits import read_splits
 from tedsnet.evaluation.metrics import has_ring_topology
 
@@ -79,8 +79,10 @@ def test_load_errors(tmp_path):
 
 
 def test_prepare_dataset_on_phantom(phantom_root, tmp_path):
-    kwargs = {"seed": 0, "n_slices": 2, "n_augment": 3, "progress": False}
-    out = prepare_dataset(phantom_root, tmp_path / "data", montage_path=tmp_path / "montage.png", **kwargs)
+    settings = PrepareSettings(seed=0, n_slices=2, n_augment=3)
+    out = prepare_dataset(
+        phantom_root, tmp_path / "data", settings, montage_path=tmp_path / "montage.png", progress=False
+    )
     splits = read_splits(tmp_path / "data" / "splits.csv")
     n_pat = splits["split"].value_counts().to_dict()
     assert n_pat == {"train": 3, "val": 1, "test": 1}  # 5 patients, one per group: pooled fallback
@@ -104,7 +106,7 @@ def test_prepare_dataset_on_phantom(phantom_root, tmp_path):
     assert (tmp_path / "montage.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # deterministic: a second run with the given split reproduces the arrays
     again = prepare_dataset(
-        phantom_root, tmp_path / "again", splits=tmp_path / "data" / "splits.csv", **kwargs
+        phantom_root, tmp_path / "again", settings, splits=tmp_path / "data" / "splits.csv", progress=False
     )
     assert again.counts == out.counts
     np.testing.assert_array_equal(load_split(tmp_path / "again" / "train.npz").images, parts["train"].images)
@@ -114,3 +116,8 @@ def test_prepare_rejects_foreign_split(phantom_root, tmp_path):
     foreign = pd.DataFrame({"patient_id": ["patient900"], "group": ["NOR"], "split": ["train"]})
     with pytest.raises(ValueError, match=r"split and cohort .* disagree: patients without a split"):
         prepare_dataset(phantom_root, tmp_path, splits=foreign, progress=False)
+
+
+def test_settings_reject_an_unknown_split_to_augment():
+    with pytest.raises(ValueError, match=r"augment_splits \['training'\] not among"):
+        PrepareSettings(augment_splits=("train", "training"))

@@ -1,9 +1,12 @@
-"""The pinned environment files agree with each other and with what is installed."""
+"""The pinned environment files agree with each other, with pyproject's ranges and with what is installed."""
 
+import importlib
 from importlib import metadata
 from pathlib import Path
 
+import pytest
 import yaml
+from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,3 +40,35 @@ def test_installed_versions_match_the_pins():
         if installed.split("+")[0] != version:
             mismatched[name] = (version, installed)
     assert not mismatched, f"installed packages differ from envs/requirements.txt: {mismatched}"
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_pyproject_declares_ranges_that_the_pins_satisfy():
+    project = _pyproject()["project"]
+    pins = _requirements()
+    requirements = [Requirement(r) for r in project["dependencies"]]
+    for extra in project["optional-dependencies"].values():
+        requirements += [Requirement(r) for r in extra]
+    for requirement in requirements:
+        assert not any(spec.operator in ("==", "===") for spec in requirement.specifier), (
+            f"pyproject pins {requirement} exactly; declare a range there and the pin in envs/requirements.txt"
+        )
+        name = requirement.name.lower()
+        assert name in pins, (
+            f"{name} is a dependency in pyproject.toml but has no pin in envs/requirements.txt"
+        )
+        assert requirement.specifier.contains(pins[name]), (
+            f"pin {name}=={pins[name]} is outside {requirement}"
+        )
+
+
+def test_console_scripts_name_existing_entry_points():
+    scripts = _pyproject()["project"]["scripts"]
+    assert set(scripts) == {"tedsnet", "tedsnet-bench", "tedsnet-speed-equivalence"}
+    for target in scripts.values():
+        module, _, function = target.partition(":")
+        assert callable(getattr(importlib.import_module(module), function)), target

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,8 @@ from tedsnet.experiments import (
     get_experiment,
     list_experiments,
     register,
+    scale_length,
+    variant_name,
     with_prior_geometry,
 )
 from tedsnet.network.model import TEDSNet, count_parameters
@@ -86,7 +90,7 @@ def test_prior_experiment_has_exactly_zero_fields_and_returns_the_dilated_prior(
         out = model(torch.rand(1, 1, 144, 208), experiment.prior_tensor((144, 208)))
     assert all(float(d.abs().max()) == 0.0 for d in out.displacements.values())
     binary = out.segmentation[0, 0].numpy() >= 0.3
-    # DESIGN.md known answer: the prior slightly dilated, +25 % foreground, Dice 0.89 against the prior.
+    # Known answer: the prior slightly dilated by the sampling, +25 % foreground, Dice 0.89 against the prior.
     assert binary.sum() / prior.sum() == pytest.approx(1.25, abs=0.03)
     assert dice(binary, prior) == pytest.approx(0.89, abs=0.01)
 
@@ -145,6 +149,33 @@ def test_run_prior_geometry_scales_with_the_grid_and_keeps_labels():
         with_prior_geometry("tedsnet", pixel_scale=0)
     with pytest.raises(ValueError, match="prior_thickness <= prior_radius"):
         with_prior_geometry("tedsnet", prior_radius=5, prior_thickness=7)
+
+
+def test_variant_names_and_run_lengths_have_one_definition():
+    """The workflow names its Figure 4 points with variant_name and scale_length: the registry's own grammar."""
+    for name in ("tedsnet_steps4", "A4_steps4_radius20_beta100", "tedsnet_radius13.3"):
+        experiment = get_experiment(name)
+        assert variant_name(experiment.base, experiment.overrides) == name
+    smp = get_experiment("unet_smp", encoder_name="resnet34")
+    assert variant_name("unet_smp", smp.overrides) == smp.name == "unet_smp_encoder_name-resnet34"
+    assert variant_name("tedsnet", {}) == "tedsnet"
+    assert variant_name("tedsnet", {"int_steps": 8}) == "tedsnet_steps8"  # written, not resolved
+    assert (scale_length(30, 1.5), scale_length(20, 1.5), scale_length(7, 1.5)) == (20.0, 13.3, 4.7)
+    assert scale_length(22.25, 1.0) == 22.25  # unrounded at the registry's own scale
+    assert variant_name("tedsnet", {"prior_radius": scale_length(20, 1.5)}) == "tedsnet_radius13.3"
+    assert with_prior_geometry("tedsnet", 20, pixel_scale=1.5).prior_radius == scale_length(20, 1.5)
+
+
+def test_a_base_entry_resolves_without_importing_its_lazy_factory():
+    """The Snakefile resolves every row's name; the smp U-Net's package is imported only when a model is built."""
+    code = (
+        "import sys; from tedsnet.experiments import get_experiment; get_experiment('unet_smp'); "
+        "print('segmentation_models_pytorch' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 @pytest.mark.parametrize(

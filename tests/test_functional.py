@@ -1,4 +1,4 @@
-"""Known answers and properties of the diffeomorphic layers (DESIGN.md section 2)."""
+"""Known answers and properties of the diffeomorphic layers (paper section 2)."""
 
 import numpy as np
 import pytest
@@ -115,7 +115,7 @@ def test_resize_displacement_keeps_physical_shift():
     fine = resize_displacement(disp, (288, 416))
     assert fine[0, 0].unique().item() == pytest.approx(287 / 17)
     assert fine[0, 1].unique().item() == pytest.approx(-2 * 415 / 25)
-    assert 287 / 17 == pytest.approx(16.88, abs=0.01) and 415 / 25 == pytest.approx(16.60, abs=0.01)
+    assert fine[0, 0].unique().item() != pytest.approx(288 / 18)  # not the nominal size ratio
     # On grids whose pixel centres nest (5 x 7 -> 9 x 13, factor 2 per axis) the fine warp at the shared centres
     # equals the coarse warp: the same physical shift.
     torch.manual_seed(0)

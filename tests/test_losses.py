@@ -1,4 +1,4 @@
-"""Losses: soft Dice known answers, L_Grad floor and hand-made values (DESIGN.md section 2)."""
+"""Losses: soft Dice known answers, L_Grad floor and hand-made values (paper section 2)."""
 
 import pytest
 import torch

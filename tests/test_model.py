@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from tedsnet.evaluation.metrics import betti_numbers, dice
-from tedsnet.network.model import TEDSNet, count_parameters
+from tedsnet.network.model import BRANCH_STEPS, TEDSNet, count_parameters
 from tedsnet.network.priors import ring_prior
 
 H, W = 144, 208
@@ -83,12 +83,20 @@ def test_ablation_switches_change_only_what_they_should(prior, kwargs, keys, siz
     reference = _same_init().eval()
     variant = _same_init(**kwargs).eval()
     ref_state = reference.state_dict()
+    state = variant.state_dict()
+    dropped = set(BRANCH_STEPS) - keys
+    # A switch adds no weights; a branch-only model drops exactly the other branch's decoder and head.
+    assert set(state) == {
+        name
+        for name in ref_state
+        if not any(name.startswith((f"decoders.{b}.", f"heads.{b}.")) for b in dropped)
+    }
+    # The encoder comes first in the init order, so it matches whatever the switch; with both branches all does.
     shared = (
-        variant.state_dict()
-        if keys == {"bulk", "ft"}
-        else {name: value for name, value in variant.state_dict().items() if name.startswith("encoder.")}
+        state
+        if not dropped
+        else {name: value for name, value in state.items() if name.startswith("encoder.")}
     )
-    assert shared  # the switch touches no weights: same seed, same values
     for name, value in shared.items():
         torch.testing.assert_close(value, ref_state[name])
     torch.manual_seed(1)

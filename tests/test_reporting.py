@@ -13,7 +13,18 @@ from scipy import stats as sps
 
 from tedsnet.io import atomic_path, write_text_atomic
 from tedsnet.network.priors import ring_prior
-from tedsnet.reporting import curves, figure3, figure4, report, stats, table1
+from tedsnet.reporting import (
+    curves,
+    figure3,
+    figure4,
+    labels,
+    paper,
+    provenance,
+    report,
+    stats,
+    table1,
+    verdict,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 PAPER = REPO / "workflow" / "resources" / "paper_table1.csv"
@@ -157,10 +168,10 @@ def test_table1_markdown_latex_csv_hold_every_row_and_column(metrics, tmp_path):
 
 
 def test_row_labels_of_rows_variants_and_new_methods():
-    assert table1.row_label("A2") == "A2 no Gaussian"
-    assert table1.row_label("tedsnet_steps4") == "TEDS-Net (integration layers 4)"
-    assert table1.row_label("tedsnet_radius22.5") == "TEDS-Net (prior radius 22.5)"
-    assert table1.row_label("my_method") == "my_method"
+    assert labels.row_label("A2") == "A2 no Gaussian"
+    assert labels.row_label("tedsnet_steps4") == "TEDS-Net (integration layers 4)"
+    assert labels.row_label("tedsnet_radius22.5") == "TEDS-Net (prior radius 22.5)"
+    assert labels.row_label("my_method") == "my_method"
 
 
 def test_format_mean_std():
@@ -168,6 +179,20 @@ def test_format_mean_std():
     assert table1.format_mean_std(float("nan"), 0.1) == "N/A"
     assert table1.format_mean_std(6.7e-05, 7e-04, 2) == "6.7e-05 ± 7.0e-04"
     assert table1.format_mean_std(0.0, 0.0, 2) == "0.00 ± 0.00"
+
+
+def test_one_display_name_per_row_in_table1_stats_and_report(metrics, tmp_path):
+    toy = case_rows("my_method", np.full(10, 0.8), np.full(10, 3.0)).assign(label="My method (toy)")
+    both = pd.concat([metrics, toy], ignore_index=True)
+    summary = table1.summarise_table1(both)
+    assert summary.set_index("experiment").loc["my_method", "label"] == "My method (toy)"
+    tests = stats.paired_tests(both)
+    assert set(tests.loc[tests["other"] == "my_method", "other_label"]) == {"My method (toy)"}
+    assert set(tests.loc[tests["other"] == "unet", "other_label"]) == {"U-Net (paper)"}
+    text = build(both, tmp_path)
+    body = text.split("## What was run")[0]  # the run section lists registry names and file paths on purpose
+    assert "My method (toy)" in body and "my_method" not in body
+    assert "unet" not in body.replace("U-Net", "")
 
 
 def test_table1_rejects_a_table_without_metric_columns():
@@ -233,7 +258,7 @@ def summary_of(**dice):
 
 
 def test_verdict_trained():
-    v = report.training_verdict(summary_of(prior=0.30, unet=0.80, unet_smp=0.75, tedsnet=0.85, A1=0.6))
+    v = verdict.training_verdict(summary_of(prior=0.30, unet=0.80, unet_smp=0.75, tedsnet=0.85, A1=0.6))
     assert v.status == "trained" and not v.under_trained and v.topology_conclusion_allowed
     assert v.reasons == ()
     assert set(v.passing()) == {"unet", "unet_smp", "tedsnet"}  # A1 flagged but not guarding the run
@@ -241,27 +266,27 @@ def test_verdict_trained():
 
 
 def test_verdict_under_trained_below_070():
-    v = report.training_verdict(summary_of(prior=0.30, unet=0.65, tedsnet=0.85))
+    v = verdict.training_verdict(summary_of(prior=0.30, unet=0.65, tedsnet=0.85))
     assert v.status == "under-trained" and v.under_trained and not v.topology_conclusion_allowed
     assert "U-Net (paper): mean Dice 0.650" in v.reasons[0]
 
 
 def test_verdict_under_trained_below_prior_plus_margin():
-    v = report.training_verdict(summary_of(prior=0.60, unet=0.82, tedsnet=0.75))
+    v = verdict.training_verdict(summary_of(prior=0.60, unet=0.82, tedsnet=0.75))
     assert v.under_trained
     assert v.rows.set_index("experiment").loc["tedsnet", "required"] == pytest.approx(0.80)
     assert len(v.reasons) == 1 and v.reasons[0].startswith("TEDS-Net")
 
 
 def test_verdict_not_assessable_without_unet():
-    v = report.training_verdict(summary_of(prior=0.3, tedsnet=0.9))
+    v = verdict.training_verdict(summary_of(prior=0.3, tedsnet=0.9))
     assert v.status == "not assessable" and not v.topology_conclusion_allowed
 
 
 # --------------------------------------------------------------------------------------------------- report
 def test_paper_comparison_maps_paper_rows():
-    paper = pd.read_csv(PAPER)
-    assert [report.paper_experiment(m) for m in paper["model"]] == [
+    table = pd.read_csv(PAPER)
+    assert [paper.paper_experiment(m) for m in table["model"]] == [
         "unet",
         "voxelmorph",
         "A1",
@@ -277,7 +302,7 @@ def test_paper_comparison_maps_paper_rows():
             [case_rows("tedsnet", TEDS_DICE, TEDS_HD), case_rows("prior", np.full(10, 0.3), np.full(10, 9.0))]
         )
     )
-    comparison = report.paper_comparison(summary, paper)
+    comparison = paper.paper_comparison(summary, table)
     rows = comparison.set_index("Model")
     assert rows.loc["TEDS-Net", "Dice (paper)"] == "0.86 ± 0.12"
     assert rows.loc["TEDS-Net", "Incorrect topology (paper)"] == "0/100"
@@ -296,13 +321,13 @@ def build(metrics, tmp_path, figures=ALL_FIGURES, figure4_summary=None):
         summary=summary,
         stats=stats.paired_tests(metrics),
         paper=pd.read_csv(PAPER),
-        verdict=report.training_verdict(summary),
+        verdict=verdict.training_verdict(summary),
         figures=figures,
         figure4_summary=figure4_summary,
         config={"run": "unit", "training": {"epochs": 2, "seeds": [0]}},
         data_source="phantom cohort, 10 patients, seed 0",
         seeds=[0],
-        versions=report.package_versions(["numpy", "not-a-package-xyz"]),
+        versions=provenance.package_versions(["numpy", "not-a-package-xyz"]),
         benchmarks=pd.DataFrame(
             {
                 "rule": ["train", "train"],
@@ -353,25 +378,28 @@ def test_report_says_why_a_figure_is_missing_and_sets_figure4_beside_the_paper(m
     text = build(metrics, tmp_path, figures={"curves": "learning_curves.png"})
     assert "Not in this build: no sweep has two points run" in text
     assert "Not in this build: Figure 3 draws test images" in text
-    assert report.PAPER_FIGURE4 not in text
+    assert paper.PAPER_FIGURE4 not in text
     sweeps = {"int_steps": {4: "A5", 8: "tedsnet"}}
     summary = figure4.figure4_summary(figure4.figure4_data(metrics, sweeps))
     text = build(metrics, tmp_path, figures={"figure4": "figure4.png"}, figure4_summary=summary)
-    assert "![Figure 4](figure4.png)" in text and report.PAPER_FIGURE4 in text
+    assert "![Figure 4](figure4.png)" in text and paper.PAPER_FIGURE4 in text
     assert "Not in this build: no sweep" not in text
-    assert "| int_steps | 4 |" in text
+    assert (
+        "| integration layers | 4 |" in text
+        and "int_steps" not in text.split("## Figure 4")[1].split("## Figure 3")[0]
+    )
 
 
 def test_file_fingerprints_and_checkpoint_section(tmp_path, metrics):
     path = tmp_path / "best.pt"
     path.write_bytes(b"abc")
-    prints = report.file_fingerprints([("tedsnet", 0, path)])
+    prints = provenance.file_fingerprints([("tedsnet", 0, path)])
     assert prints.iloc[0]["sha256"] == hashlib.sha256(b"abc").hexdigest()[:16]
     assert prints.iloc[0]["size_mb"] == pytest.approx(3e-6)
     summary = table1.summarise_table1(metrics)
     text = report.build_report(
         run="unit", summary=summary, stats=stats.paired_tests(metrics), paper=None,
-        verdict=report.training_verdict(summary), figures={}, config={}, data_source="x", seeds=[0],
+        verdict=verdict.training_verdict(summary), figures={}, config={}, data_source="x", seeds=[0],
         versions={}, checkpoints=prints,
     )  # fmt: skip
     assert "### Checkpoints evaluated" in text and prints.iloc[0]["sha256"] in text
@@ -386,11 +414,11 @@ def test_read_benchmarks(tmp_path):
     )
     (tmp_path / "predict.tsv").write_text(header + "2.0\t0:00:02\t-\t-\t-\t-\t-\t-\t-\t-\n")
     (tmp_path / "broken.tsv").write_text("")
-    bench = report.read_benchmarks(tmp_path)
+    bench = provenance.read_benchmarks(tmp_path)
     assert bench.set_index("job").loc["tedsnet/seed0", "seconds"] == 12.5
     assert bench.set_index("job").loc["tedsnet/seed0", "rule"] == "train"
     assert math.isnan(bench.set_index("rule").loc["predict", "max_rss_mb"])
-    assert report.read_benchmarks(tmp_path / "none").empty
+    assert provenance.read_benchmarks(tmp_path / "none").empty
 
 
 # --------------------------------------------------------------------------------------------------- figures
@@ -411,8 +439,12 @@ def test_figure4_data_summary_and_files(tmp_path):
     assert summary.loc[("int_steps", 8.0), "dice_mean"] == pytest.approx(0.85)
     assert summary.loc[("int_steps", 8.0), "incorrect_topology"] == 1
     assert summary.loc[("prior_radius", 20.0), "nonpos_jac_ft_pct_mean"] == 1.0
-    figure4.plot_figure4(data, tmp_path / "f4.png", tmp_path / "f4.pdf")
+    fig = figure4.plot_figure4(data, tmp_path / "f4.png", tmp_path / "f4.pdf")
     assert (tmp_path / "f4.png").read_bytes()[:4] == b"\x89PNG"
+    assert fig.get_suptitle().startswith("Figure 4")
+    assert all(ax.get_xlabel() == "" for ax in fig.axes)  # one x label per sweep row, under the row
+    assert [sub.get_supxlabel() for sub in fig.subfigs] == ["(a) integration layers", "(b) prior radius (px)"]
+    assert len(fig.legends) == 1 and all(ax.get_legend() is None for ax in fig.axes)
     assert (tmp_path / "f4.pdf").read_bytes()[:4] == b"%PDF"
     with pytest.raises(ValueError, match="names experiment 'missing'"):
         figure4.figure4_data(metrics, {"int_steps": {4: "missing"}})
@@ -426,8 +458,17 @@ def test_figure3_selection_and_plot(tmp_path, metrics):
     ring = ring_prior((64, 64), 20, 6).astype(np.uint8)
     images = np.stack([ring * 0.8, ring * 0.5]).astype(np.float32)
     masks = {"unet": np.stack([ring, np.zeros_like(ring)]), "tedsnet": np.stack([ring, ring])}
-    figure3.plot_figure3(images, np.stack([ring, ring]), masks, tmp_path / "f3.png", titles=cases)
+    betti = {"unet": [(1, 1), (0, 0)], "tedsnet": [(1, 1), (1, 1)]}
+    fig = figure3.plot_figure3(
+        images, np.stack([ring, ring]), masks, tmp_path / "f3.png", case_ids=cases, betti=betti
+    )
     assert (tmp_path / "f3.png").stat().st_size > 1000
+    axes = np.asarray(fig.axes).reshape(2, 2)  # one row per case, one column per model
+    assert [ax.get_title() for ax in axes[0]] == ["U-Net (paper)", "TEDS-Net"]  # display names, never unet
+    assert [ax.get_ylabel() for ax in axes[:, 0]] == cases
+    assert "(0, 0)" in [t.get_text() for t in axes[1, 0].texts]
+    with pytest.raises(ValueError, match="one per case"):
+        figure3.plot_figure3(images, np.stack([ring, ring]), masks, tmp_path / "x.png", case_ids=["c1"])
     figure3.plot_figure3(np.zeros((0, 64, 64)), np.zeros((0, 64, 64)), {}, tmp_path / "empty.png")
     assert (tmp_path / "empty.png").exists()
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,13 @@ from tedsnet.device import resolve_device
 from tedsnet.experiments import Experiment, get_experiment
 from tedsnet.network.outputs import SegmentationOutput
 from tedsnet.network.priors import ring_prior
-from tedsnet.training.checkpoint import CHECKPOINT_FORMAT
+from tedsnet.training.checkpoint import (
+    CHECKPOINT_FORMAT,
+    ResumeMismatchError,
+    read_train_config,
+    rng_states,
+    set_rng_states,
+)
 from tedsnet.training.engine import (
     HISTORY_COLUMNS,
     NonFiniteLossError,
@@ -198,12 +206,60 @@ def test_stopping_after_n_epochs_and_continuing_equals_one_run(tmp_path):
 
 def test_resume_refuses_another_configuration(tmp_path):
     run(tiny("unet"), tmp_path, epochs=1)
-    with pytest.raises(ValueError, match="belongs to another run"):
+    with pytest.raises(
+        ResumeMismatchError, match=r"belongs to another run.*lr \(stored 0\.001, now 0\.0005\)"
+    ):
         run(tiny("unet"), tmp_path, epochs=2, lr=5e-4)
-    with pytest.raises(ValueError, match="belongs to another run"):
+    with pytest.raises(ResumeMismatchError, match="belongs to another run") as info:
         run(tiny("tedsnet"), tmp_path, epochs=2)
+    assert isinstance(info.value, ValueError)
+    other_data = (TRAIN[0][::-1].copy(), TRAIN[1][::-1].copy())
+    with pytest.raises(ResumeMismatchError, match="train_data"):
+        train(tiny("unet"), other_data, VAL, tmp_path, epochs=2, lr=1e-3, progress=False, device="cpu")
     fresh = run(tiny("unet"), tmp_path, epochs=1, lr=5e-4, resume=False)
     assert fresh.resumed_from is None
+    assert read_train_config(tmp_path / "last.pt")["lr"] == 5e-4
+    assert read_train_config(tmp_path / "missing.pt") is None
+
+
+def test_unreadable_last_checkpoint_says_to_delete_it(tmp_path):
+    (tmp_path / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="delete it") as info:
+        run(tiny("unet"), tmp_path, epochs=1)
+    assert not isinstance(info.value, ResumeMismatchError)
+
+
+def test_rng_states_round_trip():
+    state = rng_states()
+    first = (torch.rand(3), np.random.rand(3))
+    set_rng_states(state)
+    again = (torch.rand(3), np.random.rand(3))
+    assert torch.equal(first[0], again[0]) and np.array_equal(first[1], again[1])
+
+
+def test_a_log_file_gets_one_line_per_epoch_and_no_progress_frames(tmp_path, capsys):
+    lines = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # e.g. a tensor that requires grad converted to a float
+        run(tiny("tedsnet"), tmp_path, epochs=2, progress=True, log=lines.append)
+    assert capsys.readouterr().err == ""  # stderr is not a terminal under pytest: no bar
+    epochs = [line for line in lines if ": epoch " in line]
+    assert [line.split(": epoch ")[1].split()[0] for line in epochs] == ["1/2", "2/2"]
+    for line in epochs:
+        for part in ("loss ", "seg ", "grad_bulk ", "grad_ft ", "val Dice ", " s (total "):
+            assert part in line, line
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_a_terminal_gets_a_progress_bar(tmp_path, monkeypatch):
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run(tiny("unet"), tmp_path, epochs=1, progress=True, log=lambda line: None)
+    assert "step" in terminal.getvalue()
 
 
 class NanAfter(nn.Module):

@@ -1,4 +1,5 @@
-"""The Snakemake workflow: lint, formatting, dry runs of every config and profile, and (slow) the smoke run.
+"""The Snakemake workflow: lint, formatting, dry runs of every config and profile, a method of your own as a row of
+the DAG, and (slow) the smoke run with that method as a twelfth row of Table 1.
 
 Every test runs Snakemake in a temporary copy of the workflow (Snakefile, workflow/, the packages), so nothing is
 written into the checkout and a run in progress there is not disturbed.
@@ -257,39 +258,114 @@ def test_slurm_profile_dry_run(workdir):
     assert job_counts(result.stdout)["train"] >= 11
 
 
-# --------------------------------------------------------------------------------------------------- slow tier
-@pytest.mark.slow
-def test_smoke_workflow_end_to_end(tmp_path):
+def with_the_guide_s_method(work: Path, guide, config_name: str = "smoke") -> str:
+    """Save the method guide's module in `work` and a config: workflow/config/<config_name>.yaml plus the guide's
+    two lines (its plugin, its row after the config's rows). Returns the config's path relative to `work`."""
+    import yaml
+
+    (work / f"{guide.module_name}.py").write_text(guide.module_source)
+    config = yaml.safe_load((work / "workflow" / "config" / f"{config_name}.yaml").read_text())
+    config["plugins"] = guide.config["plugins"]
+    config["experiments"] += [e for e in guide.config["experiments"] if e not in config["experiments"]]
+    (work / f"{config_name}_with_method.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    return f"{config_name}_with_method.yaml"
+
+
+def test_a_method_of_your_own_is_a_row_of_the_dag(tmp_path, method_guide):
+    """The guide's module and config lines (docs/adding-a-method.md) put its model in every per-row rule."""
     work = copy_workflow(tmp_path)
-    args = ["--cores", "2", "--configfile", "workflow/config/smoke.yaml"]
+    config = with_the_guide_s_method(work, method_guide)
+    result = snakemake(work, "-n", "--cores", "2", "--configfile", config)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    smoke = snakemake(work, "-n", "--cores", "2", "--configfile", "workflow/config/smoke.yaml")
+    counts, smoke_counts = job_counts(result.stdout), job_counts(smoke.stdout)
+    for rule in ("train", "predict", "evaluate", "training_log"):
+        assert counts[rule] == smoke_counts[rule] + 1, rule
+    name = method_guide.experiment
+    for path in (f"models/{name}/seed0/best.pt", f"predictions/{name}/seed0.npz", f"metrics/{name}.csv"):
+        assert f"results/smoke/{path}" in result.stdout, path
+
+    # The row without its plugin: the Snakefile says what is missing before anything runs.
+    import yaml
+
+    no_plugin = yaml.safe_load((work / config).read_text())
+    no_plugin["plugins"] = []
+    (work / "no_plugin.yaml").write_text(yaml.safe_dump(no_plugin))
+    missing = snakemake(work, "-n", "--configfile", "no_plugin.yaml")
+    assert missing.returncode != 0
+    assert f"unknown experiment '{name}'" in missing.stdout + missing.stderr
+    assert "listed under plugins: in the config" in missing.stdout + missing.stderr
+    absent = snakemake(work, "-n", "--configfile", config, "--config", "plugins=[absent_method]")
+    assert absent.returncode != 0 and "no module 'absent_method'" in absent.stdout + absent.stderr
+
+
+# --------------------------------------------------------------------------------------------------- slow tier
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory, method_guide):
+    """One smoke run (workflow/config/smoke.yaml) with the method guide's module as a twelfth row. Returns the
+    folder, the config's arguments, and Table 1 and the report as they were right after the run (the smoke test
+    goes on to delete and break files)."""
+    work = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    args = ["--cores", "2", "--configfile", with_the_guide_s_method(work, method_guide)]
     start = time.perf_counter()
     result = snakemake(work, *args, timeout=1800)
     elapsed = time.perf_counter() - start
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
     print(f"smoke workflow: {elapsed:.0f} s")
     out = work / "results" / "smoke"
+    return {
+        "work": work,
+        "args": args,
+        "out": out,
+        "table1": pd.read_csv(out / "table1.csv"),
+        "table1_md": (out / "table1.md").read_text(),
+        "stats": pd.read_csv(out / "stats.csv"),
+        "report": (out / "report.md").read_text(),
+    }
 
-    table = pd.read_csv(out / "table1.csv")
-    assert table["experiment"].tolist() == TABLE1_EXPERIMENTS
+
+@pytest.mark.slow
+def test_a_method_of_your_own_reaches_table1(smoke_run, method_guide):
+    """docs/adding-a-method.md end to end: the guide's module, trained for the smoke epochs, is a row of Table 1
+    under its display name, compared with TEDS-Net in the paired tests and listed in the report."""
+    table = smoke_run["table1"].set_index("experiment")
+    name = method_guide.experiment
+    assert table.index.tolist() == [*TABLE1_EXPERIMENTS, name]  # after the paper's rows
+    assert table.loc[name, "label"] == method_guide.label
+    assert table.loc[name, "n_test"] > 0 and 0 <= table.loc[name, "dice_mean"] <= 1
+    assert (
+        table.loc[name, "parameters"] == 2 * 8 * 9 + 8 + 8 * 9 + 1
+    )  # two 3x3 convolutions, 2 -> 8 -> 1 channels
+    assert method_guide.label in smoke_run["table1_md"] and method_guide.label in smoke_run["report"]
+    assert name in set(smoke_run["stats"]["other"])
+
+
+@pytest.mark.slow
+def test_smoke_workflow_end_to_end(smoke_run, method_guide):
+    work, args, out = smoke_run["work"], smoke_run["args"], smoke_run["out"]
+    rows = [*TABLE1_EXPERIMENTS, method_guide.experiment]
+
+    table = smoke_run["table1"]
+    assert table["experiment"].tolist() == rows
     for column in ("dice_mean", "dice_std", "hd_px_mean", "hd_px_std", "hd_mm_mean", "hd_mm_std",
                    "nonpos_jac_bulk_pct_mean", "nonpos_jac_ft_pct_mean", "incorrect_topology", "n_test",
                    "parameters"):  # fmt: skip
         assert column in table.columns
     assert table["parameters"].notna().all() and (table["n_test"] > 0).all()
     assert table.set_index("experiment").loc["tedsnet", "parameters"] == 655984
-    md = (out / "table1.md").read_text()
+    md = smoke_run["table1_md"]
     tex = (out / "table1.tex").read_text()
     for label in TABLE1_LABELS:
         assert label in md
         assert label.replace("_", r"\_") in tex
     for header in ("Dice", "HD (px)", "HD (mm)", "J_bulk", "J_FT", "Incorrect topology", "Parameters"):
         assert header in md
-    stats = pd.read_csv(out / "stats.csv")
-    assert set(stats["other"]) == set(TABLE1_EXPERIMENTS) - {"tedsnet"}
+    stats = smoke_run["stats"]
+    assert set(stats["other"]) == set(rows) - {"tedsnet"}
     assert set(stats["level"]) == {"slice", "patient"}
     for name in ("figure4.png", "figure4.pdf", "figure3.png", "learning_curves.png"):
         assert (out / name).stat().st_size > 1000, name
-    report = (out / "report.md").read_text()
+    report = smoke_run["report"]
     for heading in ("## Verdict", "## Table 1 (this run)", "## The paper's Table 1 beside ours", "## Paired tests",
                     "## Figure 4", "## Figure 3", "## Learning curves", "## What was run"):  # fmt: skip
         assert heading in report
@@ -326,7 +402,7 @@ def test_smoke_workflow_end_to_end(tmp_path):
     from_parts = snakemake(work, *args, "--config", "part=report", timeout=600)
     assert from_parts.returncode == 0, from_parts.stdout[-3000:] + from_parts.stderr[-3000:]
     assert "rule train" not in from_parts.stdout and "rule predict" not in from_parts.stdout
-    assert pd.read_csv(out / "table1.csv")["experiment"].tolist() == TABLE1_EXPERIMENTS
+    assert pd.read_csv(out / "table1.csv")["experiment"].tolist() == rows
     assert "Built with `part=report`" in (out / "report.md").read_text()
 
     # A failing rule leaves no partial output: a broken metrics table makes table1 and stats fail.

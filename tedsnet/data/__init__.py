@@ -3,13 +3,27 @@
 Modules (import them directly; this package imports nothing eagerly):
 
 - :mod:`tedsnet.data.acdc`: ``read_patient``, ``read_cohort``, ``iter_cohort``, ``read_cohort_table``, ``read_info``.
-- :mod:`tedsnet.data.phantom`: ``write_phantom_cohort`` (synthetic cohort in the exact ACDC layout).
+- :mod:`tedsnet.data.phantom_anatomy`: ``PhantomParams`` (a patient's anatomy and acquisition, typed) and
+  ``sample_params``.
+- :mod:`tedsnet.data.phantom`: ``write_phantom_cohort`` (synthetic cohort in the exact ACDC layout) and
+  ``generate_patient``, rendered from the drawn ``PhantomParams``.
 - :mod:`tedsnet.data.slices`: ``extract_slices`` (ring slices, centre crop/pad, per-slice normalisation).
 - :mod:`tedsnet.data.augment`: ``augment_slice`` (8 images per slice, labels kept Betti (1, 1)).
 - :mod:`tedsnet.data.splits`: ``split_patients``, ``write_splits``, ``read_splits`` (patient-disjoint, stratified).
-- :mod:`tedsnet.data.prepared`: ``save_split``, ``load_split``, ``prepare_dataset`` (one ``.npz`` per split).
+- :mod:`tedsnet.data.prepared`: ``save_split``, ``load_split``, ``prepare_dataset`` with ``PrepareSettings`` (one
+  ``.npz`` per split).
 - :mod:`tedsnet.data.montage`: ``write_montage`` (PNG grid with outlines).
 - :mod:`tedsnet.data.stats`: cohort statistics and the phantom-vs-ACDC comparison table.
 """
 
-__all__ = ["acdc", "augment", "montage", "phantom", "prepared", "slices", "splits", "stats"]
+__all__ = [
+    "acdc",
+    "augment",
+    "montage",
+    "phantom",
+    "phantom_anatomy",
+    "prepared",
+    "slices",
+    "splits",
+    "stats",
+]

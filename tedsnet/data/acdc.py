@@ -161,10 +161,10 @@ def _parse_number(path: Path, key: str, text: str, integer: bool) -> int | float
             f"{path}: key {key!r} must be a number, got {text!r}; fix the line to read '{key}: <number>'"
         ) from None
     if not np.isfinite(value):
-        raise ValueError(f"{path}: key {key!r} must be finite, got {text!r}")
+        raise ValueError(f"{path}: key {key!r} must be finite, got {text!r}; write a number")
     if integer:
         if value != int(value):
-            raise ValueError(f"{path}: key {key!r} must be an integer, got {text!r}")
+            raise ValueError(f"{path}: key {key!r} must be an integer, got {text!r}; write a whole number")
         return int(value)
     return value
 
@@ -202,7 +202,7 @@ def read_info(path: str | os.PathLike) -> PatientInfo:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: cannot read Info.cfg as text ({err})") from err
+        raise ValueError(f"{path}: cannot read Info.cfg as UTF-8 text ({err}); re-download the file") from err
     canonical = {k.lower(): k for k in _REQUIRED_KEYS}
     raw: dict[str, str] = {}
     for lineno, line in enumerate(text.splitlines(), start=1):
@@ -210,7 +210,7 @@ def read_info(path: str | os.PathLike) -> PatientInfo:
         if not stripped or stripped.startswith("#"):
             continue
         if ":" not in stripped:
-            raise ValueError(f"{path}: line {lineno} {line!r} is not 'key: value'")
+            raise ValueError(f"{path}: line {lineno} {line!r} is not 'key: value'; fix or delete the line")
         key, value = (s.strip() for s in stripped.split(":", 1))
         key = canonical.get(key.lower(), key)
         if key in raw:
@@ -227,10 +227,13 @@ def read_info(path: str | os.PathLike) -> PatientInfo:
     height = _parse_number(path, "Height", raw["Height"], False)
     weight = _parse_number(path, "Weight", raw["Weight"], False)
     if n_frames < 1:
-        raise ValueError(f"{path}: NbFrame must be >= 1, got {n_frames}")
+        raise ValueError(f"{path}: NbFrame must be >= 1, got {n_frames}; write the cine frame count")
     for key, value in (("ED", ed), ("ES", es)):
         if not 1 <= value <= n_frames:
-            raise ValueError(f"{path}: {key} = {value} is outside the frames 1..NbFrame = 1..{n_frames}")
+            raise ValueError(
+                f"{path}: {key} = {value} is outside the frames 1..NbFrame = 1..{n_frames}; "
+                "fix ED, ES or NbFrame"
+            )
     return PatientInfo(
         ed=int(ed),
         es=int(es),
@@ -302,7 +305,7 @@ def _read_frame(folder: Path, pid: str, phase: str, index: int) -> Frame:
         )
     image = np.asarray(image, dtype=np.float32)
     if not np.isfinite(image).all():
-        raise ValueError(f"{image_path}: image contains NaN or infinite values")
+        raise ValueError(f"{image_path}: image contains NaN or infinite values; expected finite intensities")
     if label_raw.dtype.kind in "iub":
         values = np.unique(label_raw)
         bad = values[(values < 0) | (values > 3)]
@@ -400,7 +403,10 @@ def list_patient_dirs(root: str | os.PathLike, subsets: Sequence[str] = SUBSETS)
         if sub.is_dir():
             dirs.extend(sorted(p for p in sub.iterdir() if p.is_dir() and _PATIENT_DIR.match(p.name)))
     if not dirs:
-        raise FileNotFoundError(f"{root}: no patientNNN folders under {', '.join(subsets)}")
+        raise FileNotFoundError(
+            f"{root}: no patientNNN folders under {', '.join(subsets)}; point the root at the folder holding "
+            "training/patientNNN/"
+        )
     return dirs
 
 

@@ -1,4 +1,4 @@
-"""Topology-preserving augmentation of one slice (DESIGN.md section 3).
+"""Topology-preserving augmentation of one slice (the protocol's augmentation, ``docs/protocol.md``).
 
 Each slice yields ``n_images`` images (protocol: 8): itself, then random rotations, shifts, zooms and their
 combinations (the 7 non-empty subsets of {rotate, shift, zoom}, cycled). Image and label go through the same
@@ -112,8 +112,67 @@ def _check_range(name: str, value: float, upper: float | None = None) -> float:
     value = float(value)
     if not np.isfinite(value) or value < 0 or (upper is not None and value >= upper):
         bound = f" and < {upper}" if upper is not None else ""
-        raise ValueError(f"augment_slice: {name} must be >= 0{bound}, got {value}")
+        raise ValueError(
+            f"augment_slice: {name} must be >= 0{bound}, got {value}; pass a value in that range"
+        )
     return value
+
+
+def _check_inputs(
+    image: np.ndarray, label: np.ndarray, rng: np.random.Generator, n_images: int, max_tries: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """float32 image and {0, 1} uint8 label of :func:`augment_slice`, after checking its arguments."""
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"augment_slice: rng must be a numpy.random.Generator, got {type(rng).__name__}; "
+            "pass numpy.random.default_rng(seed)"
+        )
+    image = np.asarray(image, dtype=np.float32)
+    label = np.asarray(label)
+    if image.ndim != 2 or image.shape != label.shape:
+        raise ValueError(
+            f"augment_slice: image and label must be 2-D of the same shape, got {image.shape} and {label.shape}"
+        )
+    if int(n_images) != n_images or n_images < 1:
+        raise ValueError(f"augment_slice: n_images must be a positive integer, got {n_images!r}")
+    if int(max_tries) != max_tries or max_tries < 1:
+        raise ValueError(f"augment_slice: max_tries must be a positive integer, got {max_tries!r}")
+    return image, label
+
+
+def _draw_ring_keeping(
+    image: np.ndarray,
+    label: np.ndarray,
+    rng: np.random.Generator,
+    kind: str,
+    ranges: tuple[float, float, float],
+    max_tries: int,
+) -> tuple[np.ndarray, np.ndarray, AugmentParams]:
+    """One transform of ``kind`` whose label stays one ring, redrawn up to ``max_tries`` times.
+
+    ``ranges`` is (rotation_deg, shift_frac, zoom_frac); after ``max_tries // 2`` failed draws the ranges are
+    halved at each further try. Raises ValueError when no draw keeps the ring.
+    """
+    rotation_deg, shift_frac, zoom_frac = ranges
+    height, width = image.shape
+    for attempt in range(1, int(max_tries) + 1):
+        scale = 1.0 if attempt <= max_tries // 2 else 0.5 ** (attempt - max_tries // 2)
+        u = rng.uniform(-1.0, 1.0, size=4)  # always 4 draws: the stream does not depend on the kind
+        angle = scale * rotation_deg * u[0] if "rotate" in kind else 0.0
+        shift = (
+            (scale * shift_frac * height * u[1], scale * shift_frac * width * u[2])
+            if "shift" in kind
+            else (0.0, 0.0)
+        )
+        zoom = 1.0 + scale * zoom_frac * u[3] if "zoom" in kind else 1.0
+        out_image, out_label = transform_pair(image, label, angle, shift, zoom)
+        if has_ring_topology(out_label):
+            params = AugmentParams(kind, float(angle), float(shift[0]), float(shift[1]), float(zoom), attempt)
+            return out_image, out_label, params
+    raise ValueError(
+        f"augment_slice: no {kind} transform kept the label one ring in {max_tries} tries; "
+        "lower the augmentation ranges or raise max_tries"
+    )
 
 
 def augment_slice(
@@ -166,55 +225,24 @@ def augment_slice(
     TypeError
         If ``rng`` is not a ``numpy.random.Generator``.
     """
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"augment_slice: rng must be a numpy.random.Generator, got {type(rng).__name__}")
-    image = np.asarray(image, dtype=np.float32)
-    label = np.asarray(label)
-    if image.ndim != 2 or image.shape != label.shape:
-        raise ValueError(
-            f"augment_slice: image and label must be 2-D of the same shape, got {image.shape} and {label.shape}"
-        )
-    if int(n_images) != n_images or n_images < 1:
-        raise ValueError(f"augment_slice: n_images must be a positive integer, got {n_images!r}")
-    if int(max_tries) != max_tries or max_tries < 1:
-        raise ValueError(f"augment_slice: max_tries must be a positive integer, got {max_tries!r}")
-    rotation_deg = _check_range("rotation_deg", rotation_deg, 180.0)
-    shift_frac = _check_range("shift_frac", shift_frac, 0.5)
-    zoom_frac = _check_range("zoom_frac", zoom_frac, 1.0)
+    image, label = _check_inputs(image, label, rng, n_images, max_tries)
+    ranges = (
+        _check_range("rotation_deg", rotation_deg, 180.0),
+        _check_range("shift_frac", shift_frac, 0.5),
+        _check_range("zoom_frac", zoom_frac, 1.0),
+    )
     label = (label > 0).astype(np.uint8)
     if not has_ring_topology(label):
         raise ValueError(
             "augment_slice: the input label is not one ring (Betti (1, 1)); augment ring slices only"
         )
-
     n_images = int(n_images)
-    height, width = image.shape
-    images = np.empty((n_images, height, width), dtype=np.float32)
-    labels = np.empty((n_images, height, width), dtype=np.uint8)
+    images = np.empty((n_images, *image.shape), dtype=np.float32)
+    labels = np.empty((n_images, *image.shape), dtype=np.uint8)
     images[0], labels[0] = image, label
     params = [AugmentParams("original", 0.0, 0.0, 0.0, 1.0, 0)]
     for k in range(1, n_images):
         kind = KINDS[(k - 1) % len(KINDS)]
-        for attempt in range(1, int(max_tries) + 1):
-            scale = 1.0 if attempt <= max_tries // 2 else 0.5 ** (attempt - max_tries // 2)
-            u = rng.uniform(-1.0, 1.0, size=4)  # always 4 draws: the stream does not depend on the kind
-            angle = scale * rotation_deg * u[0] if "rotate" in kind else 0.0
-            shift = (
-                (scale * shift_frac * height * u[1], scale * shift_frac * width * u[2])
-                if "shift" in kind
-                else (0.0, 0.0)
-            )
-            zoom = 1.0 + scale * zoom_frac * u[3] if "zoom" in kind else 1.0
-            out_image, out_label = transform_pair(image, label, angle, shift, zoom)
-            if has_ring_topology(out_label):
-                break
-        else:
-            raise ValueError(
-                f"augment_slice: no {kind} transform kept the label one ring in {max_tries} tries; "
-                "lower the augmentation ranges or raise max_tries"
-            )
-        images[k], labels[k] = out_image, out_label
-        params.append(
-            AugmentParams(kind, float(angle), float(shift[0]), float(shift[1]), float(zoom), attempt)
-        )
+        images[k], labels[k], drawn = _draw_ring_keeping(image, label, rng, kind, ranges, max_tries)
+        params.append(drawn)
     return AugmentedSlice(images=images, labels=labels, params=params)

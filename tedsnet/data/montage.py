@@ -1,7 +1,8 @@
 """Montage PNG of sample slices with their myocardium outlines (a quick visual check of a prepared dataset).
 
 Uses matplotlib's object API with the Agg canvas (no display, no global pyplot state). Never commit montages made
-from ACDC (DESIGN.md section 6): write them to ignored output such as ``results/<run>/montage*.png``.
+from ACDC (its licence forbids redistributing the images; ``docs/protocol.md``): write them to ignored output
+such as ``results/<run>/montage*.png``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,32 @@ import numpy as np
 from tedsnet.io import atomic_path
 
 __all__ = ["write_montage"]
+
+
+def _checked_slices(
+    images: np.ndarray | Sequence[np.ndarray],
+    labels: np.ndarray | Sequence[np.ndarray] | None,
+    titles: Sequence[str] | None,
+) -> tuple[list[np.ndarray], list[np.ndarray] | None]:
+    """Images as float32 (H, W) arrays and labels as arrays, after checking that they and the titles match."""
+    images = [np.asarray(im, dtype=np.float32) for im in images]
+    n = len(images)
+    if n == 0:
+        raise ValueError("write_montage: images is empty; pass at least one (H, W) slice")
+    if any(im.ndim != 2 for im in images):
+        raise ValueError(
+            f"write_montage: every image must be 2-D (H, W), got {[im.shape for im in images][:5]}"
+        )
+    if labels is not None:
+        labels = [np.asarray(lb) for lb in labels]
+        if len(labels) != n or any(lb.shape != im.shape for lb, im in zip(labels, images, strict=True)):
+            raise ValueError(
+                f"write_montage: labels must match images in number and shape, got {len(labels)} labels "
+                f"for {n} images; pass one (H, W) mask per image"
+            )
+    if titles is not None and len(titles) != n:
+        raise ValueError(f"write_montage: {len(titles)} titles for {n} images; give one title per image")
+    return images, labels
 
 
 def write_montage(
@@ -60,20 +87,8 @@ def write_montage(
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    images = [np.asarray(im, dtype=np.float32) for im in images]
+    images, labels = _checked_slices(images, labels, titles)
     n = len(images)
-    if n == 0:
-        raise ValueError("write_montage: images is empty; pass at least one (H, W) slice")
-    if any(im.ndim != 2 for im in images):
-        raise ValueError(
-            f"write_montage: every image must be 2-D (H, W), got {[im.shape for im in images][:5]}"
-        )
-    if labels is not None:
-        labels = [np.asarray(lb) for lb in labels]
-        if len(labels) != n or any(lb.shape != im.shape for lb, im in zip(labels, images, strict=True)):
-            raise ValueError("write_montage: labels must match images in number and shape")
-    if titles is not None and len(titles) != n:
-        raise ValueError(f"write_montage: {len(titles)} titles for {n} images; give one title per image")
     ncols = int(ncols) if ncols else math.ceil(math.sqrt(n))
     nrows = math.ceil(n / ncols)
     aspect = images[0].shape[0] / images[0].shape[1]

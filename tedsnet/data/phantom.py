@@ -1,4 +1,4 @@
-"""Synthetic short-axis cine-MRI cohort in the exact ACDC layout (DESIGN.md section 3, the embedded default).
+"""Synthetic short-axis cine-MRI cohort in the exact ACDC layout (the default dataset; ``docs/protocol.md``).
 
 :func:`write_phantom_cohort` writes ``root/training/patientNNN/{Info.cfg, patientNNN_frameXX.nii.gz,
 patientNNN_frameXX_gt.nii.gz}`` for the ED and ES frames, with ACDC's header conventions (spacing in the header
@@ -26,7 +26,9 @@ What it models, and why (the phantom must be hard where cine MRI is hard, or a t
   smooth multiplicative bias field (coil sensitivity), Gaussian blur (PSF), Rician noise (magnitude of complex
   noise, spatially correlated as in zero-filled reconstructions), a random intensity scale.
 
-Generation is vectorised (the heart is drawn in a window around it) and deterministic: patient ``i`` uses
+Every random parameter of a patient is drawn first, in a fixed order, into a
+:class:`~tedsnet.data.phantom_anatomy.PhantomParams` (one frozen dataclass per part); this module renders the
+images from it (the heart in a window around it). Generation is deterministic: patient ``i`` uses
 ``numpy.random.default_rng([seed, i])``; gzip output carries no time stamp, so the same seed gives identical bytes.
 """
 
@@ -42,72 +44,25 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from tedsnet.data.splits import largest_remainder
+from tedsnet.data.phantom_anatomy import (
+    GROUP_GEOMETRY,
+    GROUPS,
+    RING_MIN_PX,
+    Ellipse,
+    Harmonics,
+    LeftVentricle,
+    PhantomParams,
+    WallDetail,
+    assign_groups,
+    sample_params,
+)
 
 __all__ = [
-    "GROUPS",
-    "GROUP_GEOMETRY",
-    "GroupGeometry",
     "PhantomScan",
-    "assign_groups",
     "generate_patient",
     "write_patient",
     "write_phantom_cohort",
 ]
-
-#: ACDC diagnostic groups, in ACDC patient-number order.
-GROUPS: tuple[str, ...] = ("DCM", "HCM", "MINF", "NOR", "RV")
-
-
-@dataclass(frozen=True)
-class GroupGeometry:
-    """Mean anatomy of a group (mm, ED, mid-ventricle) and its ES behaviour.
-
-    Attributes
-    ----------
-    r_endo_mm : float
-        LV cavity radius at the base (ED); mid-ventricular slices are about 0.9 of it.
-    thick_mm : float
-        Mean myocardial wall thickness (ED).
-    es_ratio : float
-        ES / ED cavity radius.
-    es_mass : float
-        ES / ED myocardial cross-section area of a slice (longitudinal shortening brings thicker, more basal
-        tissue into the slice at ES).
-    rv_area : float
-        RV size factor (the RV crescent depth scales with its square root), calibrated so that the measured
-        RV / LV cavity area of mid slices matches ACDC's per group.
-    rv_es : float
-        ES / ED RV cavity radius scale.
-    length_mm : float
-        LV base-to-apex length.
-    septal : float
-        Extra relative thickness of the septum (HCM asymmetric hypertrophy).
-    infarct : float
-        Relative thinning of the infarcted segment (MINF).
-    """
-
-    r_endo_mm: float
-    thick_mm: float
-    es_ratio: float
-    es_mass: float
-    rv_area: float
-    rv_es: float
-    length_mm: float
-    septal: float = 0.0
-    infarct: float = 0.0
-
-
-#: Calibrated on ACDC (equivalent-circle radii and thickness of the protocol's slices, see tedsnet.data.stats).
-GROUP_GEOMETRY: dict[str, GroupGeometry] = {
-    "DCM": GroupGeometry(38.5, 8.8, 0.92, 1.06, 0.6, 0.85, 100.0),
-    "HCM": GroupGeometry(27.0, 11.0, 0.52, 1.25, 0.9, 0.75, 85.0, septal=0.55),
-    "MINF": GroupGeometry(33.0, 8.8, 0.85, 1.2, 0.55, 0.65, 92.0, infarct=0.55),
-    "NOR": GroupGeometry(28.0, 8.3, 0.64, 1.35, 2.1, 0.72, 85.0),
-    "RV": GroupGeometry(26.5, 7.4, 0.65, 1.35, 4.0, 0.85, 85.0),
-}
-
-_RING_MIN_PX = 2.6  # minimum wall thickness and cavity radius of ring slices, pixels
 
 
 @dataclass(frozen=True, eq=False)
@@ -120,190 +75,7 @@ class PhantomScan:
     zooms: tuple[float, float, float]
 
 
-def assign_groups(n_patients: int, groups: Sequence[str] = GROUPS) -> list[str]:
-    """Group of each patient: contiguous blocks in ``groups`` order (as ACDC numbers them), sizes by largest
-    remainder (100 -> 20 each; 7 -> 2, 2, 1, 1, 1)."""
-    if int(n_patients) != n_patients or n_patients < 1:
-        raise ValueError(f"n_patients must be a positive integer, got {n_patients!r}")
-    if not groups:
-        raise ValueError("groups must name at least one group")
-    counts = largest_remainder(int(n_patients), [1.0 / len(groups)] * len(groups))
-    return [g for g, c in zip(groups, counts, strict=True) for _ in range(c)]
-
-
-# ------------------------------------------------------------------------------------------------ sampling
-def _choice(rng: np.random.Generator, values: Sequence, p: Sequence[float]):
-    return values[int(rng.choice(len(values), p=np.asarray(p) / np.sum(p)))]
-
-
-def _harmonics(rng: np.random.Generator, orders: Sequence[int], amp: float) -> list[tuple[int, float, float]]:
-    return [
-        (k, float(amp * rng.uniform(0.3, 1.0) / k**0.5), float(rng.uniform(0, 2 * np.pi))) for k in orders
-    ]
-
-
-def _sample_params(
-    rng: np.random.Generator, group: str, keep_within: tuple[int, int], pixel_scale: float = 1.0
-) -> dict:
-    """Draw every random parameter of one patient (fixed draw order: the seed fixes the patient).
-
-    ``pixel_scale`` multiplies the drawn in-plane spacing and divides the matrix by the same factor (same field of
-    view in mm, same anatomy), after every draw: the seed gives the same patient at every scale.
-    """
-    geo = GROUP_GEOMETRY[group]
-    p: dict = {"group": group}
-    # acquisition ---------------------------------------------------------------------------------------
-    hi_res = rng.random() < 0.04
-    if hi_res:
-        spacing = float(rng.uniform(0.70, 0.80))
-        cols = int(_choice(rng, [448, 512], [1, 2]))
-    else:
-        spacing = float(np.clip(rng.normal(1.53, 0.16), 1.20, 1.95))
-        cols = int(_choice(rng, [208, 216, 224, 256, 288], [8, 8, 14, 60, 5]))
-    rows = int(np.clip(2 * round(cols * rng.uniform(0.72, 0.98) / 2), 154, cols))
-    p["transpose"] = bool(rng.random() < 0.1)
-    if pixel_scale != 1.0:
-        spacing *= pixel_scale
-        rows, cols = (2 * max(1, round(n / pixel_scale / 2)) for n in (rows, cols))
-    p["spacing"] = spacing
-    p["shape"] = (rows, cols)
-    dz = float(_choice(rng, [10.0, 8.0, 7.0, 6.5, 5.0], [76, 5, 4, 3, 12]))
-    p["dz"] = dz
-    # anatomy ---------------------------------------------------------------------------------------------
-    size = float(np.clip(rng.normal(1.0, 0.09), 0.8, 1.25))
-    p["r_endo"] = geo.r_endo_mm * size
-    p["thick"] = geo.thick_mm * float(np.clip(rng.normal(1.0, 0.12), 0.75, 1.35))
-    p["es_ratio"] = float(np.clip(geo.es_ratio * rng.normal(1.0, 0.07), 0.35, 0.97))
-    p["es_mass"] = geo.es_mass * float(rng.uniform(0.95, 1.05))
-    p["rv_area"] = geo.rv_area * float(np.exp(rng.normal(0.0, 0.25)))
-    p["rv_depth"] = float(rng.uniform(0.45, 0.6))
-    p["rv_shape"] = (float(rng.uniform(0.0, 0.35)), float(rng.uniform(0.95, 1.2)))
-    p["rv_es"] = float(np.clip(geo.rv_es * rng.normal(1.0, 0.06), 0.5, 1.0))
-    length = geo.length_mm * float(rng.uniform(0.9, 1.12))
-    p["rv_angle"] = float(np.deg2rad(rng.normal(150.0, 14.0)))  # direction LV -> RV in the (row, col) plane
-    p["endo_harm"] = _harmonics(rng, (2, 3, 4, 5), 0.07)
-    p["epi_harm"] = _harmonics(rng, (2, 3), 0.05)
-    p["thick_harm"] = _harmonics(rng, (1, 2, 3), 0.18)
-    p["septal"] = geo.septal * float(rng.uniform(0.6, 1.4)) if geo.septal else 0.0
-    p["infarct"] = (
-        (
-            geo.infarct * float(rng.uniform(0.8, 1.25)),
-            float(p["rv_angle"] + np.pi + rng.uniform(-2.0, 2.0)),
-            float(rng.uniform(2.0, 5.0)),
-        )
-        if geo.infarct
-        else None
-    )  # (depth, centre angle, concentration)
-    # slice layout: [atrium] [open basal] rings [apical cap] [below]
-    n_ring = int(np.clip(round(length / dz) - 1, 6, 16))
-    extra = [rng.random() < 0.12, rng.random() < 0.55, rng.random() < 0.5, rng.random() < 0.1]
-    while n_ring + sum(extra) > 18:
-        n_ring -= 1
-    p["layout"] = (
-        ["atrium"] * extra[0]
-        + ["open"] * extra[1]
-        + ["ring"] * n_ring
-        + ["cap"] * extra[2]
-        + ["below"] * extra[3]
-    )
-    p["open_angle"] = float(p["rv_angle"] + rng.uniform(-0.8, 0.4))  # LV outflow next to the septum
-    p["open_width"] = float(rng.uniform(0.6, 1.1))  # radians
-    p["drift"] = rng.normal(0.0, 1.2, size=2) * dz / 10.0  # mm per slice
-    p["papillary"] = [
-        (float(p["rv_angle"] + np.pi + s * rng.uniform(0.6, 1.1)), float(rng.uniform(3.5, 6.0)))
-        for s in (-1, 1)
-    ]
-    p["trab"] = (
-        int(rng.integers(9, 18)),
-        float(rng.uniform(0, 2 * np.pi)),
-        float(rng.uniform(2.5, 5.5)),
-        _harmonics(rng, (3, 5, 7, 11), 0.9),
-    )
-    p["fat"] = (float(rng.uniform(1.0, 5.0)), _harmonics(rng, (1, 2, 3), 1.0))
-    # position: LV centre offset from the image centre (mm), kept inside the crop window with a margin
-    extent = p["r_endo"] + p["thick"] + 6.0
-    half = np.array(keep_within[::-1] if p["transpose"] else keep_within) * spacing / 2.0
-    render_fov = np.array(p["shape"]) * spacing / 2.0
-    limit = np.maximum(
-        np.minimum(half, render_fov) - extent - 3.0 - np.abs(p["drift"]) * len(p["layout"]) / 2, 0.0
-    )
-    p["offset"] = np.clip(rng.normal(0.0, 14.0, size=2), -limit, limit)
-    # surroundings (mm relative to the LV centre)
-    r_epi = p["r_endo"] + p["thick"]
-    ba, bb = float(rng.uniform(100, 130)), float(rng.uniform(165, 230))
-    chest = float(rng.uniform(15, 40))
-    p["body"] = (ba - r_epi - chest, float(rng.uniform(-20, 40)), ba, bb, _harmonics(rng, (2, 3, 4), 0.04))
-    p["fat_layer"] = (float(rng.uniform(6, 22)), float(rng.uniform(8, 18)))  # subcutaneous fat, muscle
-    p["lungs"] = [
-        (
-            float(rng.uniform(-10, 25)),
-            -r_epi - float(rng.uniform(40, 65)),
-            float(rng.uniform(65, 90)),
-            float(rng.uniform(45, 65)),
-        ),
-        (
-            float(rng.uniform(10, 40)),
-            r_epi + float(rng.uniform(50, 75)),
-            float(rng.uniform(45, 70)),
-            float(rng.uniform(30, 45)),
-        ),
-    ]
-    n_blobs = int(rng.integers(5, 11))
-    z_extent = len(p["layout"]) * dz
-    p["blobs"] = [
-        (
-            float(p["body"][0] + rng.uniform(-0.7, 0.7) * ba),
-            float(p["body"][1] + rng.uniform(-0.7, 0.7) * bb),
-            float(rng.uniform(0, z_extent)),
-            float(rng.uniform(8, 35)),
-            float(rng.uniform(8, 35)),
-            float(rng.uniform(15, 60)),
-            float(rng.uniform(0.1, 0.9)),
-        )
-        for _ in range(n_blobs)
-    ]
-    p["liver"] = (
-        float(rng.uniform(35, 60)),
-        float(rng.uniform(45, 80)),
-        float(rng.uniform(60, 80)),
-        float(rng.uniform(70, 95)),
-    )
-    p["aorta"] = (float(rng.uniform(45, 70)), float(rng.uniform(-5, 35)), float(rng.uniform(9, 13)))
-    # intensities relative to LV blood = 1
-    p["I"] = {
-        "myo": float(rng.uniform(0.22, 0.5)),
-        "blood_rv": float(rng.uniform(0.85, 1.0)),
-        "fat": float(rng.uniform(0.8, 1.1)),
-        "muscle": float(rng.uniform(0.2, 0.35)),
-        "soft": float(rng.uniform(0.3, 0.5)),
-        "lung": float(rng.uniform(0.03, 0.08)),
-        "liver": float(rng.uniform(0.3, 0.5)),
-        "aorta": float(rng.uniform(0.8, 1.15)),
-        "spine": float(rng.uniform(0.2, 0.4)),
-    }
-    p["es_myo"] = float(
-        rng.uniform(1.0, 1.25)
-    )  # myocardium slightly brighter at ES (partial volume of thick wall)
-    # image formation
-    p["blur"] = float(rng.uniform(0.55, 0.95))  # PSF sigma, pixels
-    p["noise"] = float(np.exp(rng.normal(np.log(0.045), 0.35)))  # noise sigma / blood (before correlation)
-    p["noise_corr"] = float(rng.uniform(0.5, 0.9))  # correlation sigma of the noise, pixels
-    p["bias"] = (rng.normal(0.0, 0.25, size=2), float(rng.uniform(0.1, 0.45)), float(rng.uniform(40, 90)))
-    p["flow"] = float(rng.uniform(0.03, 0.1))
-    p["int16"] = bool(rng.random() < 0.45)
-    p["scale"] = float(np.exp(rng.uniform(np.log(250), np.log(3500)))) if p["int16"] else 255.0
-    ed = int(_choice(rng, [1, 1, 1, 1, 2, 3], [1] * 6))
-    n_frames = int(rng.integers(12, 36))
-    es = int(np.clip(round(n_frames * rng.uniform(0.33, 0.45)), ed + 2, n_frames))
-    p["frames"] = (ed, es, n_frames)  # Info.cfg ED, ES, NbFrame
-    p["height"] = float(np.round(rng.normal(172, 9)))
-    p["weight"] = float(np.round(rng.normal(78, 14)))
-    p["int_info"] = bool(rng.random() < 0.3)
-    return p
-
-
-# ----------------------------------------------------------------------------------------------- drawing
-def _angular(cos: np.ndarray, sin: np.ndarray, harmonics, k_max: int = 6) -> np.ndarray:
+def _angular(cos: np.ndarray, sin: np.ndarray, harmonics: Harmonics, k_max: int = 6) -> np.ndarray:
     """sum_k a_k cos(k phi + p_k) from cos(phi), sin(phi) via the Chebyshev recurrence."""
     out = np.zeros_like(cos)
     ck, sk = cos, sin
@@ -350,48 +122,19 @@ def _paint(
     img[i0:i1, j0:j1][inside] = value
 
 
-def _background(
-    p: dict, gr: np.ndarray, gc: np.ndarray, z_mm: float, t: float, rng: np.random.Generator
-) -> np.ndarray:
-    """Tissue intensities of one slice outside the heart; gr (rows,), gc (cols,) in mm relative to the LV."""
-    intens = p["I"]
-    rr, cc = gr[:, None], gc[None, :]
-    br, bc, ba, bb, bh = p["body"]
-    dr, dc = rr - br, cc - bc
-    dist = np.hypot(dr / ba, dc / bb)
-    safe = np.maximum(np.hypot(dr, dc), 1e-6)
-    q = dist / (1.0 + _angular(dr / safe, dc / safe, bh, 4))
-    depth = (1.0 - q) * min(ba, bb)  # approximate depth below the skin, mm
-    fat_w, muscle_w = p["fat_layer"]
-    body = q < 1
-    inner = depth >= fat_w + muscle_w
-    img = np.where(body, np.float32(intens["soft"]), np.float32(0.0))
-    img[body & ~inner] = intens["muscle"]
-    img[body & (depth < fat_w)] = intens["fat"]
-    # organs and vessels: ellipsoids (r, c, z, a, b, cz, intensity), cross-sections of this slice
-    for r0, c0, zc, a, b, cz, value in p["blobs"]:
-        f = 1.0 - ((z_mm - zc) / cz) ** 2
-        if f > 0:
-            _paint(img, gr, gc, r0, c0, a * np.sqrt(f), b * np.sqrt(f), value, inner)
-    _paint(img, gr, gc, br + ba - fat_w - muscle_w - 22.0, bc, 16.0, 18.0, intens["spine"])
-    ar, ac, arad = p["aorta"]
-    _paint(img, gr, gc, ar, ac, arad, arad, intens["aorta"])
-    lr, lc, la, lb = p["liver"]
-    if t > 0.3:
-        grow = min(1.0, (t - 0.3) / 0.4)
-        _paint(
-            img,
-            gr,
-            gc,
-            lr - 20 * grow,
-            lc - 10 * grow,
-            la * (0.6 + 0.4 * grow),
-            lb * (0.6 + 0.4 * grow),
-            intens["liver"],
-            inner,
-        )
-    for r0, c0, a, b in p["lungs"]:
-        _paint(img, gr, gc, r0, c0, a, b, intens["lung"], inner)
+def _paint_lungs(
+    img: np.ndarray,
+    gr: np.ndarray,
+    gc: np.ndarray,
+    lungs: Sequence[Ellipse],
+    lung_value: float,
+    inner: np.ndarray,
+    rng: np.random.Generator,
+) -> None:
+    """Dark lungs inside the body, each with a random set of bright vessels (drawn per slice)."""
+    for lung_shape in lungs:
+        r0, c0, a, b = lung_shape.row_mm, lung_shape.col_mm, lung_shape.half_row_mm, lung_shape.half_col_mm
+        _paint(img, gr, gc, r0, c0, a, b, lung_value, inner)
         n_vessels = int(rng.integers(4, 14))
         vr = rng.uniform(-0.8, 0.8, n_vessels) * a + r0
         vc = rng.uniform(-0.8, 0.8, n_vessels) * b + c0
@@ -400,14 +143,188 @@ def _background(
         _paint(lung, gr, gc, r0, c0, a, b, True, inner)
         for k in range(n_vessels):
             _paint(img, gr, gc, vr[k], vc[k], vrad[k], vrad[k], rng.uniform(0.3, 0.9), lung)
+
+
+def _background(
+    p: PhantomParams, gr: np.ndarray, gc: np.ndarray, z_mm: float, t: float, rng: np.random.Generator
+) -> np.ndarray:
+    """Tissue intensities of one slice outside the heart, float32 (rows, cols).
+
+    ``gr`` (rows,) and ``gc`` (cols,) are pixel-centre coordinates in mm relative to the LV centre, ``z_mm`` the
+    slice position, ``t`` its long-axis position (0 base, 1 apex); ``rng`` draws the lung vessels.
+    """
+    intens = p.intensities
+    body = p.surroundings.body
+    rr, cc = gr[:, None], gc[None, :]
+    br, bc, ba, bb = (
+        body.outline.row_mm,
+        body.outline.col_mm,
+        body.outline.half_row_mm,
+        body.outline.half_col_mm,
+    )
+    dr, dc = rr - br, cc - bc
+    dist = np.hypot(dr / ba, dc / bb)
+    safe = np.maximum(np.hypot(dr, dc), 1e-6)
+    q = dist / (1.0 + _angular(dr / safe, dc / safe, body.harmonics, 4))
+    depth = (1.0 - q) * min(ba, bb)  # approximate depth below the skin, mm
+    fat_w, muscle_w = body.subcutaneous_fat_mm, body.muscle_mm
+    inside_body = q < 1
+    inner = depth >= fat_w + muscle_w
+    img = np.where(inside_body, np.float32(intens.soft_tissue), np.float32(0.0))
+    img[inside_body & ~inner] = intens.muscle
+    img[inside_body & (depth < fat_w)] = intens.fat
+    for organ in p.surroundings.organs:  # ellipsoids: the cross-section at this slice
+        sec = organ.section
+        f = 1.0 - ((z_mm - organ.z_mm) / organ.half_z_mm) ** 2
+        if f > 0:
+            half_row, half_col = sec.half_row_mm * np.sqrt(f), sec.half_col_mm * np.sqrt(f)
+            _paint(img, gr, gc, sec.row_mm, sec.col_mm, half_row, half_col, organ.intensity, inner)
+    _paint(img, gr, gc, br + ba - fat_w - muscle_w - 22.0, bc, 16.0, 18.0, intens.spine)
+    aorta = p.surroundings.aorta
+    _paint(img, gr, gc, aorta.row_mm, aorta.col_mm, aorta.half_row_mm, aorta.half_col_mm, intens.aorta)
+    liver = p.surroundings.liver
+    if t > 0.3:  # the liver rises into the slice towards the apex
+        grow = min(1.0, (t - 0.3) / 0.4)
+        _paint(
+            img,
+            gr,
+            gc,
+            liver.row_mm - 20 * grow,
+            liver.col_mm - 10 * grow,
+            liver.half_row_mm * (0.6 + 0.4 * grow),
+            liver.half_col_mm * (0.6 + 0.4 * grow),
+            intens.liver,
+            inner,
+        )
+    _paint_lungs(img, gr, gc, p.surroundings.lungs, intens.lung, inner, rng)
     return img
 
 
+def _wall_radii(
+    lv: LeftVentricle, t: float, es: bool, kind: str, spacing: float
+) -> tuple[float, float, float]:
+    """(r_endo, thick, r_epi) in mm of one slice at long-axis position ``t`` (ellipsoid profile, ES contraction).
+
+    Ring slices keep a cavity of at least the minimum ring size; ``r_epi`` is the value before that clamp.
+    """
+    min_mm = RING_MIN_PX * spacing
+    shape_f = np.sqrt(max(1.0 - (0.95 * t) ** 2, 0.0))
+    r_endo = lv.r_endo_mm * shape_f
+    thick = lv.thick_mm * (1.0 - 0.2 * t)
+    r_epi = r_endo + thick
+    if es:
+        area_myo = (r_epi**2 - r_endo**2) * lv.es_mass
+        r_endo *= lv.es_ratio
+        r_epi = np.sqrt(r_endo**2 + area_myo)
+        thick = r_epi - r_endo
+    if kind == "ring":
+        r_endo = max(r_endo, min_mm + 0.5 * spacing)
+    return r_endo, thick, r_epi
+
+
+def _wall_modulation(lv: LeftVentricle, rv_angle: float, cos: np.ndarray, sin: np.ndarray) -> np.ndarray:
+    """Relative wall thickness around the ring: harmonics, septal hypertrophy, infarct thinning."""
+    wall_mod = 1.0 + _angular(cos, sin, lv.thickness_harmonics, 3)
+    if lv.septal:
+        wall_mod = wall_mod + lv.septal * _vonmises(cos, sin, rv_angle, 2.0)
+    if lv.infarct is not None:
+        inf = lv.infarct
+        wall_mod = wall_mod * (1.0 - inf.depth * _vonmises(cos, sin, inf.centre_rad, inf.concentration))
+    return wall_mod
+
+
+def _paint_rv(
+    p: PhantomParams,
+    overlay: np.ndarray,
+    label: np.ndarray,
+    rr: np.ndarray,
+    cc: np.ndarray,
+    outside_lv: np.ndarray,
+    r_epi: float,
+    t: float,
+    es: bool,
+    myo_i: float,
+) -> None:
+    """RV cavity (label 1) and its thin unlabelled free wall, in place.
+
+    An ellipse on the septal side covering the LV up to about its centre line, minus the LV: a crescent whose
+    cavity touches the septal myocardium. Its depth along LV -> RV sets its area; it tapers to the apex.
+    """
+    rv = p.rv
+    taper = np.sqrt(max(1.0 - (1.05 * t) ** 2, 0.0))
+    depth_rv = rv.depth * np.sqrt(rv.area) * p.lv.r_endo_mm * (rv.es_scale if es else 1.0) * taper
+    if depth_rv <= 3.0:
+        return
+    ur, uc = np.cos(rv.angle_rad), np.sin(rv.angle_rad)
+    beta, gamma = rv.inner_edge, rv.width
+    a = ((1.0 - beta) * r_epi + depth_rv) / 2.0
+    s = ((1.0 + beta) * r_epi + depth_rv) / 2.0
+    b = gamma * (r_epi + 0.5 * depth_rv)
+    along = rr * ur + cc * uc - s
+    across = -rr * uc + cc * ur
+    wall_rv = 2.5
+    rv_wall = (((along / (a + wall_rv)) ** 2 + (across / (b + wall_rv)) ** 2) < 1) & outside_lv
+    rv_cav = (((along / a) ** 2 + (across / b) ** 2) < 1) & outside_lv
+    overlay[rv_wall] = myo_i
+    overlay[rv_cav] = p.intensities.rv_blood
+    label[rv_cav] = 1
+
+
+def _paint_cavity_detail(
+    wall: WallDetail,
+    r_endo_mm: float,
+    overlay: np.ndarray,
+    geometry: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    cavity: np.ndarray,
+    endo: np.ndarray,
+    t: float,
+    es: bool,
+    myo_i: float,
+) -> None:
+    """Trabeculations (dark fingers along the endocardium) and papillary muscles (blobs against the lateral wall),
+    in place: myocardial intensity inside the LV label. ``geometry`` is (rr, cc, dist, cos, sin) of the window."""
+    rr, cc, dist, cos, sin = geometry
+    trab = wall.trabeculae
+    irregular = _angular(cos, sin, trab.harmonics, 11)
+    depth_mm = (
+        trab.depth_mm * (1.0 + 0.8 * t) * (1.3 if es else 1.0) * np.clip(1.0 + 0.6 * irregular, 0.2, None)
+    )
+    phi = np.arctan2(sin, cos)
+    fingers = np.sin(trab.count * phi + trab.phase_rad + 2.0 * np.sin(3 * phi)) + 0.7 * irregular > 0.2
+    overlay[cavity & (dist > endo - depth_mm) & fingers] = myo_i + 0.35 * (1.0 - myo_i)
+    if 0.15 < t < 0.9:
+        for angle, radius in wall.papillary:
+            rad = radius * (1.25 if es else 1.0) * max(1.0, r_endo_mm / 28.0)
+            centre = max(endo.mean() - 0.7 * rad, 0.0)
+            pr, pc = centre * np.cos(angle), centre * np.sin(angle)
+            blob = cavity & (((rr - pr) ** 2 + (cc - pc) ** 2) < rad**2)
+            overlay[blob] = myo_i
+
+
 def _heart(
-    p: dict, rr: np.ndarray, cc: np.ndarray, kind: str, t: float, phase: str, spacing: float
+    p: PhantomParams, rr: np.ndarray, cc: np.ndarray, kind: str, t: float, phase: str, spacing: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Intensity overlay (NaN = keep background) and labels of the heart in a window; rr, cc relative to LV."""
-    intens = p["I"]
+    """Heart of one slice in a window around the LV.
+
+    Parameters
+    ----------
+    p : PhantomParams
+    rr, cc : np.ndarray
+        float32 (h, w): pixel-centre coordinates in mm relative to the LV centre.
+    kind : str
+        One of :data:`SLICE_KINDS`.
+    t : float
+        Long-axis position, 0 base .. 1 apex.
+    phase : str
+        ``"ED"`` or ``"ES"``.
+    spacing : float
+        Pixel size, mm.
+
+    Returns
+    -------
+    (overlay, label)
+        float32 (h, w) intensities relative to blood, NaN where the background stays; uint8 (h, w) ACDC labels.
+    """
     es = phase == "ES"
     label = np.zeros(rr.shape, dtype=np.uint8)
     overlay = np.full(rr.shape, np.nan, dtype=np.float32)
@@ -416,94 +333,47 @@ def _heart(
     dist = np.hypot(rr, cc)
     safe = np.maximum(dist, 1e-6)
     cos, sin = rr / safe, cc / safe
-    myo_i = intens["myo"] * (p["es_myo"] if es else 1.0)
+    myo_i = p.intensities.myocardium * (p.intensities.es_myocardium_gain if es else 1.0)
     if kind == "atrium":  # left atrium and aortic root: bright, unlabelled
-        la = dist < 0.9 * p["r_endo"] * (1 + _angular(cos, sin, p["endo_harm"]))
-        overlay[dist < 0.9 * p["r_endo"] + 2.5] = myo_i
+        la = dist < 0.9 * p.lv.r_endo_mm * (1 + _angular(cos, sin, p.lv.endo_harmonics))
+        overlay[dist < 0.9 * p.lv.r_endo_mm + 2.5] = myo_i
         overlay[la] = 1.0
         return overlay, label
-    # radii profile along the long axis (ellipsoid), ED values
-    min_mm = _RING_MIN_PX * spacing
-    shape_f = np.sqrt(max(1.0 - (0.95 * t) ** 2, 0.0))
-    r_endo = p["r_endo"] * shape_f
-    thick = p["thick"] * (1.0 - 0.2 * t)
-    r_epi = r_endo + thick
-    if es:
-        area_myo = (r_epi**2 - r_endo**2) * p["es_mass"]
-        r_endo *= p["es_ratio"]
-        r_epi = np.sqrt(r_endo**2 + area_myo)
-        thick = r_epi - r_endo
-    if kind == "ring":
-        r_endo = max(r_endo, min_mm + 0.5 * spacing)
-    wall_mod = 1.0 + _angular(cos, sin, p["thick_harm"], 3)
-    if p["septal"]:
-        wall_mod = wall_mod + p["septal"] * _vonmises(cos, sin, p["rv_angle"], 2.0)
-    if p["infarct"] is not None:
-        depth, centre, kappa = p["infarct"]
-        wall_mod = wall_mod * (1.0 - depth * _vonmises(cos, sin, centre, kappa))
-    if kind == "cap":
-        rim = thick * 0.9 + 4.0
-        epi = rim * (1.0 + _angular(cos, sin, p["epi_harm"], 3))
+    r_endo, thick, r_epi = _wall_radii(p.lv, t, es, kind, spacing)
+    if kind == "cap":  # apical cap: a myocardial disc
+        epi = (thick * 0.9 + 4.0) * (1.0 + _angular(cos, sin, p.lv.epi_harmonics, 3))
         myo = dist <= epi
         overlay[myo] = myo_i
         label[myo] = 2
         return overlay, label
-    endo = r_endo * (1.0 + _angular(cos, sin, p["endo_harm"], 5))
-    wall = np.maximum(thick * wall_mod, min_mm)
-    epi = endo + wall
+    endo = r_endo * (1.0 + _angular(cos, sin, p.lv.endo_harmonics, 5))
+    epi = endo + np.maximum(thick * _wall_modulation(p.lv, p.rv.angle_rad, cos, sin), RING_MIN_PX * spacing)
     cavity = dist <= endo
     myo = (dist > endo) & (dist <= epi)
-    # epicardial fat (patchy), then RV, then LV
-    fat_max, fat_h = p["fat"]
-    fat_w = fat_max * np.clip(_angular(cos, sin, fat_h, 3) + 0.3, 0.0, None)
-    overlay[(dist > epi) & (dist <= epi + fat_w)] = intens["fat"] * 0.9
-    # RV: an ellipse on the septal side covering the LV up to about its centre line, minus the LV: a crescent
-    # whose cavity touches the septal myocardium. Depth D along LV->RV sets its area.
-    taper = np.sqrt(max(1.0 - (1.05 * t) ** 2, 0.0))
-    depth_rv = p["rv_depth"] * np.sqrt(p["rv_area"]) * p["r_endo"] * (p["rv_es"] if es else 1.0) * taper
-    if depth_rv > 3.0:
-        ang = p["rv_angle"]
-        ur, uc = np.cos(ang), np.sin(ang)
-        beta, gamma = p["rv_shape"]
-        a = ((1.0 - beta) * r_epi + depth_rv) / 2.0
-        s = ((1.0 + beta) * r_epi + depth_rv) / 2.0
-        b = gamma * (r_epi + 0.5 * depth_rv)
-        along = rr * ur + cc * uc - s
-        across = -rr * uc + cc * ur
-        outside_lv = dist > epi
-        wall_rv = 2.5
-        rv_wall = (((along / (a + wall_rv)) ** 2 + (across / (b + wall_rv)) ** 2) < 1) & outside_lv
-        rv_cav = (((along / a) ** 2 + (across / b) ** 2) < 1) & outside_lv
-        overlay[rv_wall] = myo_i
-        overlay[rv_cav] = intens["blood_rv"]
-        label[rv_cav] = 1
+    # epicardial fat (patchy), then RV, then LV: later structures cover earlier ones
+    fat_w = p.wall.epicardial_fat_mm * np.clip(
+        _angular(cos, sin, p.wall.epicardial_fat_harmonics, 3) + 0.3, 0.0, None
+    )
+    overlay[(dist > epi) & (dist <= epi + fat_w)] = p.intensities.fat * 0.9
+    _paint_rv(p, overlay, label, rr, cc, dist > epi, r_epi, t, es, myo_i)
     overlay[myo] = myo_i
     overlay[cavity] = 1.0
     label[myo] = 2
     label[cavity] = 3
     if kind == "open":  # LV outflow: the wall opens into the cavity, the myocardium is a C
-        gap = myo & (_vonmises(cos, sin, p["open_angle"], 1.0) > np.exp(-(p["open_width"] ** 2) / 2.0))
+        gap = myo & (
+            _vonmises(cos, sin, p.layout.open_angle_rad, 1.0) > np.exp(-(p.layout.open_width_rad**2) / 2.0)
+        )
         overlay[gap] = 1.0
         label[gap] = 3
         return overlay, label
-    # trabeculations: dark fingers along the endocardium; papillary muscles: blobs against the lateral wall
-    n_trab, trab_phase, trab_depth, trab_h = p["trab"]
-    irregular = _angular(cos, sin, trab_h, 11)
-    depth_mm = trab_depth * (1.0 + 0.8 * t) * (1.3 if es else 1.0) * np.clip(1.0 + 0.6 * irregular, 0.2, None)
-    phi = np.arctan2(sin, cos)
-    fingers = np.sin(n_trab * phi + trab_phase + 2.0 * np.sin(3 * phi)) + 0.7 * irregular > 0.2
-    trab = cavity & (dist > endo - depth_mm) & fingers
-    overlay[trab] = myo_i + 0.35 * (1.0 - myo_i)
-    if 0.15 < t < 0.9:
-        for angle, radius in p["papillary"]:
-            rad = radius * (1.25 if es else 1.0) * max(1.0, p["r_endo"] / 28.0)
-            centre = max(endo.mean() - 0.7 * rad, 0.0)
-            pr, pc = centre * np.cos(angle), centre * np.sin(angle)
-            blob = cavity & (((rr - pr) ** 2 + (cc - pc) ** 2) < rad**2)
-            overlay[blob] = myo_i
+    _paint_cavity_detail(
+        p.wall, p.lv.r_endo_mm, overlay, (rr, cc, dist, cos, sin), cavity, endo, t, es, myo_i
+    )
     return overlay, label
 
 
+# -------------------------------------------------------------------------------------------- image formation
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], step: int) -> np.ndarray:
     """Smooth random field in about [-1, 1]: coarse normal noise, repeated and box-filtered (about linear)."""
     coarse = rng.standard_normal((shape[0] // step + 2, shape[1] // step + 2, shape[2])).astype(np.float32)
@@ -513,124 +383,165 @@ def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], step: int) -
     return fine / 1.2
 
 
+def _long_axis_positions(kinds: Sequence[str]) -> list[float]:
+    """Long-axis position ``t`` of each slice: 0 base .. 1 apex over the ring slices (slice centres)."""
+    ring_idx = [i for i, k in enumerate(kinds) if k == "ring"]
+    positions = []
+    for i, kind in enumerate(kinds):
+        if kind == "ring":
+            positions.append((ring_idx.index(i) + 0.5) / len(ring_idx))
+        elif kind in ("atrium", "open"):
+            positions.append(0.0)
+        else:
+            positions.append(1.0)
+    return positions
+
+
+def _bias_field(p: PhantomParams, grid_r: np.ndarray, grid_c: np.ndarray) -> np.ndarray:
+    """Multiplicative coil-sensitivity field, float32 (rows, cols), median 1: a gradient and a bump at the skin."""
+    imaging = p.imaging
+    rr, cc = grid_r[:, None], grid_c[None, :]
+    outline = p.surroundings.body.outline
+    skin = outline.row_mm - outline.half_row_mm  # anterior skin (coil side)
+    bias = np.exp(
+        imaging.bias_gradient[0] * rr / 150.0
+        + imaging.bias_gradient[1] * cc / 150.0
+        + imaging.bias_amplitude * np.exp(-(((rr - skin) / imaging.bias_width_mm) ** 2))
+    ).astype(np.float32)
+    bias /= np.median(bias)
+    return bias
+
+
+def _render_heart(
+    p: PhantomParams,
+    background: np.ndarray,
+    flow: np.ndarray,
+    centre_px: np.ndarray,
+    positions: Sequence[float],
+    phase: str,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Tissue map float32 (rows, cols, Z) and labels uint8 of one phase: the heart drawn over the background.
+
+    The heart is drawn in a window around the (drifting) LV centre; bright blood gets the flow inhomogeneity.
+    """
+    rows, cols, nz = background.shape
+    sp = p.acquisition.spacing_mm
+    window = int(np.ceil((p.lv.r_endo_mm * 1.25 + p.lv.thick_mm * 1.6 + 35.0) / sp))
+    tissue = background.copy()
+    label = np.zeros(background.shape, dtype=np.uint8)
+    for z, kind in enumerate(p.layout.kinds):
+        cz = centre_px + p.layout.drift_mm * (z - nz / 2.0) / sp
+        r0, r1 = max(int(cz[0]) - window, 0), min(int(cz[0]) + window + 1, rows)
+        c0, c1 = max(int(cz[1]) - window, 0), min(int(cz[1]) + window + 1, cols)
+        rr = ((np.arange(r0, r1, dtype=np.float32) - cz[0]) * sp)[:, None]
+        cc = ((np.arange(c0, c1, dtype=np.float32) - cz[1]) * sp)[None, :]
+        rr, cc = np.broadcast_arrays(rr, cc)
+        overlay, lab = _heart(p, rr, cc, kind, positions[z], phase, sp)
+        view = tissue[r0:r1, c0:c1, z]
+        keep = np.isnan(overlay)
+        overlay = np.where(overlay >= 0.8, overlay * (1.0 + p.imaging.flow * flow[r0:r1, c0:c1, z]), overlay)
+        view[~keep] = overlay[~keep]
+        label[r0:r1, c0:c1, z] = lab
+    return tissue, label
+
+
+def _form_image(
+    p: PhantomParams, tissue: np.ndarray, bias: np.ndarray, rng: np.random.Generator
+) -> np.ndarray:
+    """Bias, PSF blur, correlated Rician noise and scaling of a tissue map (rows, cols, Z) -> stored int16/float32."""
+    imaging = p.imaging
+    image = tissue * bias[:, :, None]
+    image = ndimage.gaussian_filter(
+        image, sigma=(imaging.blur_px, imaging.blur_px, 0.0), mode="nearest", truncate=3.0
+    )
+    noise = rng.standard_normal((2, *tissue.shape), dtype=np.float32)  # real and imaginary channels
+    noise = ndimage.gaussian_filter(
+        noise, sigma=(0.0, imaging.noise_corr_px, imaging.noise_corr_px, 0.0), truncate=3.0
+    )
+    noise *= imaging.noise / max(float(noise.std()), 1e-6)
+    image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2)
+    image *= imaging.scale / max(float(np.percentile(image, 99.5)), 1e-6)
+    if imaging.int16:
+        return np.clip(np.rint(image), 0, 32767).astype(np.int16)
+    return np.rint(np.clip(image, 0, imaging.scale)).astype(np.float32)
+
+
 def generate_patient(
     rng: np.random.Generator,
     group: str,
     keep_within: tuple[int, int] = (144, 208),
     pixel_scale: float = 1.0,
-) -> tuple[dict[str, PhantomScan], dict]:
+) -> tuple[dict[str, PhantomScan], PhantomParams]:
     """Generate the ED and ES frames of one phantom patient.
 
     Parameters
     ----------
     rng : numpy.random.Generator
-        Source of every random draw.
+        Source of every random draw; the same generator state gives the same patient.
     group : str
         One of :data:`GROUPS`.
     keep_within : (H, W)
-        Centre window (stored axes) the heart is kept inside, so the protocol's centre crop never clips it.
+        Centre window (stored axes, pixels) the heart is kept inside, so the protocol's centre crop never clips it.
     pixel_scale : float
-        In-plane pixel size relative to the drawn acquisition (>= 1 coarser): spacing x pixel_scale, matrix /
-        pixel_scale, so the same patient covers 1 / pixel_scale as many pixels per axis (a cheaper, lower-resolution
-        cohort; ``keep_within`` is in the scaled pixels). 1 is the ACDC-like acquisition.
+        In-plane pixel size relative to the drawn acquisition (> 0; above 1 is coarser): spacing x pixel_scale,
+        matrix / pixel_scale, so the same patient covers 1 / pixel_scale as many pixels per axis (a cheaper,
+        lower-resolution cohort; ``keep_within`` is in the scaled pixels). 1 is the ACDC-like acquisition.
 
     Returns
     -------
     (frames, params)
-        ``frames["ED"|"ES"]``: :class:`PhantomScan` with image (X, Y, Z) int16 or float32, label uint8;
-        ``params``: the drawn parameters (Info.cfg values, geometry).
+        ``frames["ED"|"ES"]``: :class:`PhantomScan` with image (X, Y, Z) int16 or float32 and label uint8;
+        ``params``: the drawn :class:`PhantomParams` (geometry and ``Info.cfg`` values).
+
+    Raises
+    ------
+    ValueError
+        If ``group`` is not in :data:`GROUP_GEOMETRY` or ``pixel_scale`` is not positive.
+
+    Examples
+    --------
+    >>> frames, params = generate_patient(np.random.default_rng([0, 1]), "NOR", pixel_scale=2.0)
+    >>> frames["ED"].label.dtype, params.group
+    (dtype('uint8'), 'NOR')
     """
     if group not in GROUP_GEOMETRY:
         raise ValueError(f"phantom: unknown group {group!r}; expected one of {list(GROUP_GEOMETRY)}")
     if not pixel_scale > 0:
-        raise ValueError(f"phantom: pixel_scale must be > 0, got {pixel_scale!r}")
-    p = _sample_params(rng, group, keep_within, float(pixel_scale))
-    rows, cols = p["shape"]
-    sp, dz = p["spacing"], p["dz"]
-    layout = p["layout"]
-    nz = len(layout)
-    shape = (rows, cols, nz)
-    ring_idx = [i for i, k in enumerate(layout) if k == "ring"]
-    n_ring = len(ring_idx)
-    centre_px = (np.array([rows, cols]) - 1) / 2.0 + np.array(p["offset"]) / sp
-
-    # normalised long-axis position t per slice: 0 base .. 1 apex over the ring slices
-    t_of = []
-    for i, kind in enumerate(layout):
-        if kind == "ring":
-            t_of.append((ring_idx.index(i) + 0.5) / n_ring)
-        elif kind in ("atrium", "open"):
-            t_of.append(0.0)
-        else:
-            t_of.append(1.0)
-
+        raise ValueError(f"phantom: pixel_scale must be > 0 (1 is the ACDC-like grid), got {pixel_scale!r}")
+    p = sample_params(rng, group, keep_within, float(pixel_scale))
+    rows, cols = p.acquisition.shape
+    sp, dz = p.acquisition.spacing_mm, p.acquisition.slice_mm
+    shape = (rows, cols, len(p.layout.kinds))
+    centre_px = (np.array([rows, cols]) - 1) / 2.0 + np.array(p.offset_mm) / sp
+    positions = _long_axis_positions(p.layout.kinds)
     grid_r = (np.arange(rows, dtype=np.float32) - centre_px[0]) * sp
     grid_c = (np.arange(cols, dtype=np.float32) - centre_px[1]) * sp
     texture = _smooth_noise(rng, shape, 10)
     flow = _smooth_noise(rng, shape, 6)
-    bias_grad, bias_amp, bias_width = p["bias"]
-    rr_full, cc_full = grid_r[:, None], grid_c[None, :]
-    br = p["body"][0] - p["body"][2]  # anterior skin (coil side)
-    bias = np.exp(
-        bias_grad[0] * rr_full / 150.0
-        + bias_grad[1] * cc_full / 150.0
-        + bias_amp * np.exp(-(((rr_full - br) / bias_width) ** 2))
-    ).astype(np.float32)
-    bias /= np.median(bias)
-
+    bias = _bias_field(p, grid_r, grid_c)
     background = np.empty(shape, dtype=np.float32)
-    for z in range(nz):
-        background[:, :, z] = _background(p, grid_r, grid_c, z * dz, t_of[z], rng)
+    for z in range(shape[2]):
+        background[:, :, z] = _background(p, grid_r, grid_c, z * dz, positions[z], rng)
     background *= 1.0 + 0.12 * texture
 
-    window = int(np.ceil((p["r_endo"] * 1.25 + p["thick"] * 1.6 + 35.0) / sp))
     frames: dict[str, PhantomScan] = {}
-    for phase, index in (("ED", p["frames"][0]), ("ES", p["frames"][1])):
-        tissue = background.copy()
-        label = np.zeros(shape, dtype=np.uint8)
-        for z, kind in enumerate(layout):
-            cz = centre_px + p["drift"] * (z - nz / 2.0) / sp
-            r0, r1 = max(int(cz[0]) - window, 0), min(int(cz[0]) + window + 1, rows)
-            c0, c1 = max(int(cz[1]) - window, 0), min(int(cz[1]) + window + 1, cols)
-            rr = ((np.arange(r0, r1, dtype=np.float32) - cz[0]) * sp)[:, None]
-            cc = ((np.arange(c0, c1, dtype=np.float32) - cz[1]) * sp)[None, :]
-            rr, cc = np.broadcast_arrays(rr, cc)
-            overlay, lab = _heart(p, rr, cc, kind, t_of[z], phase, sp)
-            view = tissue[r0:r1, c0:c1, z]
-            keep = np.isnan(overlay)
-            overlay = np.where(overlay >= 0.8, overlay * (1.0 + p["flow"] * flow[r0:r1, c0:c1, z]), overlay)
-            view[~keep] = overlay[~keep]
-            label[r0:r1, c0:c1, z] = lab
-        image = tissue * bias[:, :, None]
-        image = ndimage.gaussian_filter(
-            image, sigma=(p["blur"], p["blur"], 0.0), mode="nearest", truncate=3.0
-        )
-        sigma = p["noise"]
-        noise = rng.standard_normal((2, *shape), dtype=np.float32)
-        noise = ndimage.gaussian_filter(
-            noise, sigma=(0.0, p["noise_corr"], p["noise_corr"], 0.0), truncate=3.0
-        )
-        noise *= sigma / max(float(noise.std()), 1e-6)
-        image = np.sqrt((image + noise[0]) ** 2 + noise[1] ** 2)
-        image *= p["scale"] / max(float(np.percentile(image, 99.5)), 1e-6)
-        if p["int16"]:
-            stored = np.clip(np.rint(image), 0, 32767).astype(np.int16)
-        else:
-            stored = np.rint(np.clip(image, 0, p["scale"])).astype(np.float32)
-        zooms = (sp, sp, dz)
-        if p["transpose"]:
+    for phase, index in (("ED", p.info.ed_frame), ("ES", p.info.es_frame)):
+        tissue, label = _render_heart(p, background, flow, centre_px, positions, phase)
+        stored = _form_image(p, tissue, bias, rng)
+        if p.acquisition.transpose:
             stored = np.ascontiguousarray(stored.transpose(1, 0, 2))
             label = np.ascontiguousarray(label.transpose(1, 0, 2))
-        frames[phase] = PhantomScan(index=index, image=stored, label=label, zooms=zooms)
+        frames[phase] = PhantomScan(index=index, image=stored, label=label, zooms=(sp, sp, dz))
     return frames, p
 
 
-def _info_text(p: dict) -> str:
-    ed, es, n_frames = p["frames"]
-    fmt = (lambda v: f"{int(v)}") if p["int_info"] else (lambda v: f"{v:.1f}")
+# -------------------------------------------------------------------------------------------------- writing
+def _info_text(p: PhantomParams) -> str:
+    info = p.info
+    fmt = (lambda v: f"{int(v)}") if info.integer_info else (lambda v: f"{v:.1f}")
     return (
-        f"ED: {ed}\nES: {es}\nGroup: {p['group']}\nHeight: {fmt(p['height'])}\nNbFrame: {n_frames}\n"
-        f"Weight: {fmt(p['weight'])}\n"
+        f"ED: {info.ed_frame}\nES: {info.es_frame}\nGroup: {p.group}\nHeight: {fmt(info.height_cm)}\n"
+        f"NbFrame: {info.n_frames}\nWeight: {fmt(info.weight_kg)}\n"
     )
 
 
@@ -644,8 +555,21 @@ def _save_nifti(array: np.ndarray, zooms: tuple[float, float, float], path: Path
     os.replace(tmp, path)
 
 
-def write_patient(folder: str | os.PathLike, frames: dict[str, PhantomScan], params: dict) -> Path:
-    """Write one generated patient in the ACDC layout (Info.cfg, frame images and _gt labels)."""
+def write_patient(folder: str | os.PathLike, frames: dict[str, PhantomScan], params: PhantomParams) -> Path:
+    """Write one generated patient in the ACDC layout: ``Info.cfg``, frame images and ``_gt`` labels.
+
+    Parameters
+    ----------
+    folder : path-like
+        The ``patientNNN`` folder (created); its name prefixes the file names.
+    frames, params
+        From :func:`generate_patient`.
+
+    Returns
+    -------
+    Path
+        ``folder``.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     pid = folder.name
@@ -655,6 +579,49 @@ def write_patient(folder: str | os.PathLike, frames: dict[str, PhantomScan], par
         _save_nifti(scan.label, scan.zooms, folder / f"{stem}_gt.nii.gz")
     (folder / "Info.cfg").write_text(_info_text(params))
     return folder
+
+
+def _check_cohort_request(n_patients: int, groups: Sequence[str], pixel_scale: float) -> list[str]:
+    """The group of each patient, after checking the arguments of :func:`write_phantom_cohort`."""
+    groups_of = assign_groups(n_patients, groups)
+    for g in set(groups_of):
+        if g not in GROUP_GEOMETRY:
+            raise ValueError(
+                f"write_phantom_cohort: unknown group {g!r}; expected some of {list(GROUP_GEOMETRY)}"
+            )
+    if n_patients > 999:
+        raise ValueError(
+            f"write_phantom_cohort: at most 999 patients (folders are patientNNN), got {n_patients}; "
+            "write a smaller cohort"
+        )
+    if not float(pixel_scale) > 0:
+        raise ValueError(
+            f"write_phantom_cohort: pixel_scale must be > 0 (1 is the ACDC-like grid), got {pixel_scale!r}"
+        )
+    return groups_of
+
+
+def _run_jobs(jobs: list[tuple], workers: int, progress: bool) -> None:
+    """Generate and write every patient, in ``workers`` processes when more than one, with an optional bar."""
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(jobs), desc="phantom", unit="patient")
+    if int(workers) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
+            for _ in pool.map(_generate_and_write, jobs, chunksize=4):
+                if bar is not None:
+                    bar.update()
+    else:
+        for job in jobs:
+            _generate_and_write(job)
+            if bar is not None:
+                bar.update()
+    if bar is not None:
+        bar.close()
 
 
 def write_phantom_cohort(
@@ -676,13 +643,13 @@ def write_phantom_cohort(
     root : path-like
         Cohort root; patients go to ``root/<subset>/patient001`` ... (three digits, like ACDC).
     n_patients : int
-        Number of patients (default 100: 20 per group).
+        Number of patients, 1 to 999 (default 100: 20 per group).
     seed : int
         Seed; patient ``i`` (1-based) draws from ``numpy.random.default_rng([seed, i])``.
     groups : sequence of str
         Groups to use, in patient-number order; sizes by largest remainder (:func:`assign_groups`).
     keep_within : (H, W)
-        Centre window the heart stays inside (the protocol crop, default (144, 208)).
+        Centre window (pixels) the heart stays inside (the protocol crop, default (144, 208)).
     pixel_scale : float
         In-plane pixel size relative to the ACDC-like acquisition (:func:`generate_patient`); 1.5 gives the same
         patients on a grid 1.5x coarser (about 0.44x the pixels), e.g. for a 96 x 128 crop.
@@ -705,18 +672,15 @@ def write_phantom_cohort(
     FileExistsError
         If a patient folder exists and ``overwrite`` is False.
     ValueError
-        If ``n_patients`` or ``groups`` are invalid.
+        If ``n_patients``, ``groups`` or ``pixel_scale`` are invalid.
+
+    Examples
+    --------
+    >>> table = write_phantom_cohort("phantom", n_patients=5, seed=0)  # doctest: +SKIP
+    >>> table["group"].tolist()  # doctest: +SKIP
+    ['DCM', 'HCM', 'MINF', 'NOR', 'RV']
     """
-    groups_of = assign_groups(n_patients, groups)
-    for g in set(groups_of):
-        if g not in GROUP_GEOMETRY:
-            raise ValueError(
-                f"write_phantom_cohort: unknown group {g!r}; expected some of {list(GROUP_GEOMETRY)}"
-            )
-    if n_patients > 999:
-        raise ValueError(f"write_phantom_cohort: at most 999 patients (patientNNN), got {n_patients}")
-    if not float(pixel_scale) > 0:
-        raise ValueError(f"write_phantom_cohort: pixel_scale must be > 0, got {pixel_scale!r}")
+    groups_of = _check_cohort_request(n_patients, groups, pixel_scale)
     base = Path(root) / subset
     folders = [base / f"patient{i:03d}" for i in range(1, n_patients + 1)]
     existing = [f for f in folders if f.exists()]
@@ -728,25 +692,7 @@ def write_phantom_cohort(
         (folder, group, int(seed), i, tuple(keep_within), float(pixel_scale))
         for i, (folder, group) in enumerate(zip(folders, groups_of, strict=True), start=1)
     ]
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=n_patients, desc="phantom", unit="patient")
-    if int(workers) > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(max_workers=int(workers)) as pool:
-            for _ in pool.map(_generate_and_write, jobs, chunksize=4):
-                if bar is not None:
-                    bar.update()
-    else:
-        for job in jobs:
-            _generate_and_write(job)
-            if bar is not None:
-                bar.update()
-    if bar is not None:
-        bar.close()
+    _run_jobs(jobs, workers, progress)
     rows = [
         {"patient_id": f.name, "group": g, "path": str(f)} for f, g in zip(folders, groups_of, strict=True)
     ]

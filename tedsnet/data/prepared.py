@@ -1,4 +1,4 @@
-"""Prepared dataset on disk: one ``.npz`` per split that training reads fast (CONTRACT.md "File formats").
+"""Prepared dataset on disk: one ``.npz`` per split that training reads fast.
 
 A split file holds ``images`` float32 (N, H, W), ``labels`` uint8 (N, H, W) and the provenance table, one array per
 column (``table.<column>``, column order in ``table_columns``), so it loads with ``allow_pickle=False``. Required
@@ -10,6 +10,7 @@ shift_col_px, zoom and aug_tries.
 (:func:`~tedsnet.data.splits.split_patients` or a given split) -> augmentation of train and val
 (:func:`~tedsnet.data.augment.augment_slice`, 8 images per slice) with the test split left un-augmented -> three
 ``.npz`` files, ``splits.csv``, ``provenance.csv`` (one row per image) and ``dataset.json`` (parameters, counts).
+The protocol's slices, splits and augmentation are described in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 import zipfile
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -28,13 +30,15 @@ import numpy as np
 import pandas as pd
 
 from tedsnet.data.acdc import list_patient_dirs, read_cohort_table, read_patient
-from tedsnet.data.augment import augment_slice
+from tedsnet.data.augment import AugmentParams, augment_slice
 from tedsnet.data.slices import CROP, Slice, extract_slices
 from tedsnet.data.splits import FRACTIONS, SPLITS, read_splits, split_patients, write_splits
 from tedsnet.io import atomic_path
 
 __all__ = [
+    "NORMALISATION",
     "REQUIRED_COLUMNS",
+    "PrepareSettings",
     "PreparedDataset",
     "PreparedSplit",
     "load_split",
@@ -208,40 +212,140 @@ def _slice_rng(seed: int, slice_id: str) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(slice_id.encode())])
 
 
+@dataclass(frozen=True)
+class PrepareSettings:
+    """What :func:`prepare_dataset` does to a cohort; the defaults are the protocol's (``docs/protocol.md``).
+
+    Attributes
+    ----------
+    seed : int
+        Seed of the split (when computed) and of the augmentation (slice ``s`` uses
+        ``default_rng([seed, crc32(slice_id)])``, independent of order and split).
+    fractions : (train, val, test)
+        Patient fractions when the split is computed.
+    n_slices : int
+        Slices per scan (:func:`~tedsnet.data.slices.extract_slices`).
+    crop : (H, W)
+        In-plane size of every slice, pixels.
+    n_augment : int
+        Images per augmented slice, the slice itself included (:func:`~tedsnet.data.augment.augment_slice`).
+    rotation_deg, shift_frac, zoom_frac, max_tries
+        The ranges and the redraw bound of :func:`~tedsnet.data.augment.augment_slice`.
+    augment_splits : tuple of str
+        Splits that are augmented (the test split never should be).
+    subsets : tuple of str
+        Cohort subfolders to use; only ``training`` by default (the protocol's 100 ACDC patients), so a root that
+        also holds ``testing/`` still matches the committed split.
+
+    Raises
+    ------
+    ValueError
+        If ``augment_splits`` names a split other than train, val or test.
+    """
+
+    seed: int = 0
+    fractions: tuple[float, ...] = FRACTIONS
+    n_slices: int = 5
+    crop: tuple[int, ...] = CROP
+    n_augment: int = 8
+    rotation_deg: float = 15.0
+    shift_frac: float = 0.1
+    zoom_frac: float = 0.1
+    max_tries: int = 20
+    augment_splits: tuple[str, ...] = ("train", "val")
+    subsets: tuple[str, ...] = ("training",)
+
+    def __post_init__(self) -> None:
+        bad = sorted(set(self.augment_splits) - set(SPLITS))
+        if bad:
+            raise ValueError(
+                f"PrepareSettings: augment_splits {bad} not among {list(SPLITS)}; name splits from that list"
+            )
+
+    def augment_kwargs(self) -> dict:
+        """Keyword arguments of :func:`~tedsnet.data.augment.augment_slice` other than ``n_images``."""
+        return {
+            "rotation_deg": self.rotation_deg,
+            "shift_frac": self.shift_frac,
+            "zoom_frac": self.zoom_frac,
+            "max_tries": self.max_tries,
+        }
+
+    def record(self) -> dict:
+        """The settings as plain JSON values, in ``dataset.json``'s key order."""
+        return {
+            "subsets": list(self.subsets),
+            "seed": int(self.seed),
+            "fractions": [float(f) for f in self.fractions],
+            "n_slices": int(self.n_slices),
+            "crop": [int(c) for c in self.crop],
+            "n_augment": int(self.n_augment),
+            "rotation_deg": float(self.rotation_deg),
+            "shift_frac": float(self.shift_frac),
+            "zoom_frac": float(self.zoom_frac),
+            "max_tries": int(self.max_tries),
+            "augment_splits": list(self.augment_splits),
+        }
+
+
+#: How every slice's intensities are normalised (recorded in ``dataset.json``).
+NORMALISATION = "per slice: clip to 1st-99th percentile of the cropped field of view, min-max to [0, 1]"
+#: Provenance columns after the required ones, in table order.
+_AUG_COLUMNS = ("split", "aug_kind", "rotation_deg", "shift_row_px", "shift_col_px", "zoom", "aug_tries")
+
+
+def _provenance_rows(s: Slice, split: str, params: Sequence[AugmentParams | None]) -> list[dict]:
+    """One provenance row per image of slice ``s``; ``params[k]`` is None for an un-augmented copy."""
+    base = {
+        "slice_id": s.id,
+        "patient_id": s.patient_id,
+        "group": s.group,
+        "phase": s.phase,
+        "z": int(s.z),
+        "spacing_row_mm": float(s.spacing[0]),
+        "spacing_col_mm": float(s.spacing[1]),
+        "clipped": bool(s.clipped),
+        "split": split,
+    }
+    return [
+        {
+            "case_id": s.id if k == 0 else f"{s.id}_aug{k}",
+            **base,
+            "aug": k,
+            "aug_kind": prm.kind if prm else "original",
+            "rotation_deg": prm.rotation_deg if prm else 0.0,
+            "shift_row_px": prm.shift_row if prm else 0.0,
+            "shift_col_px": prm.shift_col if prm else 0.0,
+            "zoom": prm.zoom if prm else 1.0,
+            "aug_tries": prm.tries if prm else 0,
+        }
+        for k, prm in enumerate(params)
+    ]
+
+
 def _build_split(
-    slices: Sequence[Slice],
-    split: str,
-    augment: bool,
-    n_augment: int,
-    seed: int,
-    aug_kwargs: dict,
-    progress: bool,
+    slices: Sequence[Slice], split: str, settings: PrepareSettings, progress: bool
 ) -> PreparedSplit:
-    per = n_augment if augment else 1
+    """Images, labels and provenance of one split: every slice augmented (``settings.n_augment`` images) when
+    the split is in ``settings.augment_splits``, else copied once."""
+    from tqdm import tqdm
+
+    augment = split in settings.augment_splits
+    per = settings.n_augment if augment else 1
     n = len(slices) * per
     height, width = slices[0].image.shape if slices else CROP
     images = np.empty((n, height, width), dtype=np.float32)
     labels = np.empty((n, height, width), dtype=np.uint8)
     rows = []
-    from tqdm import tqdm
-
-    for i, s in enumerate(
-        tqdm(slices, desc=f"augment {split}" if augment else f"copy {split}", disable=not progress)
-    ):
-        base = {
-            "slice_id": s.id,
-            "patient_id": s.patient_id,
-            "group": s.group,
-            "phase": s.phase,
-            "z": int(s.z),
-            "spacing_row_mm": float(s.spacing[0]),
-            "spacing_col_mm": float(s.spacing[1]),
-            "clipped": bool(s.clipped),
-            "split": split,
-        }
+    desc = f"augment {split}" if augment else f"copy {split}"
+    for i, s in enumerate(tqdm(slices, desc=desc, disable=not progress)):
         if augment:
             result = augment_slice(
-                s.image, s.myocardium, _slice_rng(seed, s.id), n_images=n_augment, **aug_kwargs
+                s.image,
+                s.myocardium,
+                _slice_rng(settings.seed, s.id),
+                n_images=settings.n_augment,
+                **settings.augment_kwargs(),
             )
             images[i * per : (i + 1) * per] = result.images
             labels[i * per : (i + 1) * per] = result.labels
@@ -249,106 +353,27 @@ def _build_split(
         else:
             images[i], labels[i] = s.image, s.myocardium
             params = [None]
-        for k, prm in enumerate(params):
-            rows.append(
-                {
-                    "case_id": s.id if k == 0 else f"{s.id}_aug{k}",
-                    **base,
-                    "aug": k,
-                    "aug_kind": prm.kind if prm else "original",
-                    "rotation_deg": prm.rotation_deg if prm else 0.0,
-                    "shift_row_px": prm.shift_row if prm else 0.0,
-                    "shift_col_px": prm.shift_col if prm else 0.0,
-                    "zoom": prm.zoom if prm else 1.0,
-                    "aug_tries": prm.tries if prm else 0,
-                }
-            )
-    order = [REQUIRED_COLUMNS[0], "slice_id", *REQUIRED_COLUMNS[1:]]  # clipped is the last required column
-    order += [
-        "split",
-        "aug_kind",
-        "rotation_deg",
-        "shift_row_px",
-        "shift_col_px",
-        "zoom",
-        "aug_tries",
-    ]
+        rows.extend(_provenance_rows(s, split, params))
+    order = [REQUIRED_COLUMNS[0], "slice_id", *REQUIRED_COLUMNS[1:], *_AUG_COLUMNS]
     table = pd.DataFrame(rows, columns=order)
-    table["z"] = table["z"].astype(np.int64)
-    table["aug"] = table["aug"].astype(np.int64)
-    table["aug_tries"] = table["aug_tries"].astype(np.int64)
+    for col in ("z", "aug", "aug_tries"):
+        table[col] = table[col].astype(np.int64)
     table["clipped"] = table["clipped"].astype(bool)
     return PreparedSplit(images=images, labels=labels, table=table)
 
 
-def prepare_dataset(
+def _resolve_split(
     root: str | os.PathLike,
-    out_dir: str | os.PathLike,
-    *,
-    splits: pd.DataFrame | str | os.PathLike | None = None,
-    seed: int = 0,
-    fractions: Sequence[float] = FRACTIONS,
-    n_slices: int = 5,
-    crop: Sequence[int] = CROP,
-    n_augment: int = 8,
-    rotation_deg: float = 15.0,
-    shift_frac: float = 0.1,
-    zoom_frac: float = 0.1,
-    max_tries: int = 20,
-    augment_splits: Sequence[str] = ("train", "val"),
-    montage_path: str | os.PathLike | None = None,
-    progress: bool = True,
-    subsets: Sequence[str] = ("training",),
-) -> PreparedDataset:
-    """Cohort in the ACDC layout -> ``out_dir/{train,val,test}.npz`` + ``splits.csv``, ``provenance.csv``,
-    ``dataset.json``.
+    splits: pd.DataFrame | str | os.PathLike | None,
+    settings: PrepareSettings,
+) -> pd.DataFrame:
+    """The patient split (patient_id, group, split) for the cohort: given, read from a file, or computed.
 
-    Parameters
-    ----------
-    root : path-like
-        Cohort root (``root/training/patientNNN``; real ACDC or a phantom).
-    out_dir : path-like
-        Output folder (created). Nothing is written into ``root``.
-    splits : DataFrame or path, optional
-        A patient split (patient_id, group, split), e.g. the committed ``workflow/resources/acdc_split.csv``.
-        Every cohort patient must appear in it; patients of the split absent from the cohort are an error too.
-        Default: :func:`~tedsnet.data.splits.split_patients` of the cohort with ``seed`` and ``fractions``.
-    seed : int
-        Seed of the split (when computed) and of the augmentation (slice ``s`` uses
-        ``default_rng([seed, crc32(slice_id)])``, independent of order and split).
-    fractions : (train, val, test)
-        Patient fractions when the split is computed.
-    n_slices, crop : int, (H, W)
-        :func:`~tedsnet.data.slices.extract_slices` arguments (protocol: 5, (144, 208)).
-    n_augment, rotation_deg, shift_frac, zoom_frac, max_tries
-        :func:`~tedsnet.data.augment.augment_slice` arguments (protocol: 8 images per slice).
-    augment_splits : sequence of str
-        Splits that are augmented (protocol: train and val; test never should be).
-    montage_path : path-like, optional
-        Also write a montage PNG of sample training images with outlines (never commit ACDC montages).
-    progress : bool
-        tqdm progress bars on stderr.
-    subsets : sequence of str
-        Cohort subfolders to use; default only ``training`` (the protocol's 100 ACDC patients), so a root that
-        also holds ``testing/`` still matches the committed split.
-
-    Returns
-    -------
-    PreparedDataset
-
-    Raises
-    ------
-    FileNotFoundError, ValueError
-        From the reader (naming the bad file), on a split that does not match the cohort, or when a scan has
-        fewer than ``n_slices`` ring slices.
+    Raises ValueError when the split and the cohort do not hold the same patients.
     """
-    from tqdm import tqdm
-
-    start = time.perf_counter()
-    out_dir = Path(out_dir)
-    cohort = read_cohort_table(root, subsets)
+    cohort = read_cohort_table(root, settings.subsets)
     if splits is None:
-        split_table = split_patients(cohort, fractions=fractions, seed=seed)
+        split_table = split_patients(cohort, fractions=settings.fractions, seed=settings.seed)
     elif isinstance(splits, pd.DataFrame):
         split_table = splits[["patient_id", "group", "split"]].astype(str).reset_index(drop=True)
     else:
@@ -360,38 +385,49 @@ def prepare_dataset(
             f"{sorted(in_cohort - in_split)[:10]}, split patients not in the cohort {sorted(in_split - in_cohort)[:10]}; "
             "use the split made for this cohort or omit `splits` to compute one"
         )
-    bad = sorted(set(augment_splits) - set(SPLITS))
-    if bad:
-        raise ValueError(f"prepare_dataset: augment_splits {bad} not among {list(SPLITS)}")
+    return split_table
+
+
+def _read_slices(
+    root: str | os.PathLike, split_table: pd.DataFrame, settings: PrepareSettings, progress: bool
+) -> dict[str, list[Slice]]:
+    """The protocol's slices of every patient, by split name (patients in folder order)."""
+    from tqdm import tqdm
+
     split_of = dict(zip(split_table["patient_id"], split_table["split"], strict=True))
-
     by_split: dict[str, list[Slice]] = {name: [] for name in SPLITS}
-    for folder in tqdm(
-        list_patient_dirs(root, subsets), desc="read + slice", unit="patient", disable=not progress
-    ):
+    folders = list_patient_dirs(root, settings.subsets)
+    for folder in tqdm(folders, desc="read + slice", unit="patient", disable=not progress):
         patient = read_patient(folder)
-        by_split[split_of[patient.id]].extend(extract_slices(patient, n=n_slices, crop=crop))
+        by_split[split_of[patient.id]].extend(
+            extract_slices(patient, n=settings.n_slices, crop=settings.crop)
+        )
     log.info("extracted %s slices", {k: len(v) for k, v in by_split.items()})
+    return by_split
 
-    aug_kwargs = {
-        "rotation_deg": rotation_deg,
-        "shift_frac": shift_frac,
-        "zoom_frac": zoom_frac,
-        "max_tries": max_tries,
-    }
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def _write_split_files(
+    by_split: dict[str, list[Slice]],
+    out_dir: Path,
+    settings: PrepareSettings,
+    progress: bool,
+    montage: bool,
+) -> tuple[dict[str, Path], pd.DataFrame, tuple | None]:
+    """Build and save ``<split>.npz`` one split at a time (only one in memory).
+
+    Returns the paths, the provenance of all splits, and (when ``montage``) up to 24 evenly spaced training
+    images, labels and case ids for :func:`~tedsnet.data.montage.write_montage`.
+    """
     paths: dict[str, Path] = {}
     tables = []
     montage_sample = None
     for name in SPLITS:
         if not by_split[name]:
             log.warning("split %s has no slices", name)
-        prepared = _build_split(
-            by_split[name], name, name in augment_splits, n_augment, seed, aug_kwargs, progress
-        )
+        prepared = _build_split(by_split[name], name, settings, progress)
         paths[name] = save_split(out_dir / f"{name}.npz", prepared.images, prepared.labels, prepared.table)
         tables.append(prepared.table)
-        if name == "train" and montage_path is not None and len(prepared.table):
+        if name == "train" and montage and len(prepared.table):
             idx = np.linspace(0, len(prepared.table) - 1, num=min(24, len(prepared.table))).astype(int)
             montage_sample = (
                 prepared.images[idx],
@@ -399,31 +435,74 @@ def prepare_dataset(
                 list(prepared.table["case_id"].iloc[idx]),
             )
         del prepared
-    provenance = pd.concat(tables, ignore_index=True)
+    return paths, pd.concat(tables, ignore_index=True), montage_sample
+
+
+def prepare_dataset(
+    root: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    settings: PrepareSettings | None = None,
+    *,
+    splits: pd.DataFrame | str | os.PathLike | None = None,
+    montage_path: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> PreparedDataset:
+    """Cohort in the ACDC layout -> ``out_dir/{train,val,test}.npz``, ``splits.csv``, ``provenance.csv`` and
+    ``dataset.json`` (the settings, the source of the split, counts, the normalisation and the wall time).
+
+    Parameters
+    ----------
+    root : path-like
+        Cohort root (``root/training/patientNNN``; real ACDC or a phantom). Nothing is written into it.
+    out_dir : path-like
+        Output folder (created).
+    settings : PrepareSettings, optional
+        Slices, split and augmentation; default the protocol's.
+    splits : DataFrame or path, optional
+        A patient split (patient_id, group, split), e.g. the committed ``workflow/resources/acdc_split.csv``;
+        it must hold exactly the cohort's patients. Default: :func:`~tedsnet.data.splits.split_patients` of the
+        cohort with ``settings.seed`` and ``settings.fractions``.
+    montage_path : path-like, optional
+        Also write a montage PNG of sample training images with outlines (never commit ACDC montages).
+    progress : bool
+        tqdm progress bars on stderr.
+
+    Returns
+    -------
+    PreparedDataset
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        From the reader (naming the bad file), on a split that does not hold the cohort's patients, or when a
+        scan has fewer than ``settings.n_slices`` ring slices.
+
+    Examples
+    --------
+    >>> prepare_dataset("phantom", "data", PrepareSettings(n_augment=4), progress=False)  # doctest: +SKIP
+    """
+    start = time.perf_counter()
+    settings = PrepareSettings() if settings is None else settings
+    out_dir = Path(out_dir)
+    split_table = _resolve_split(root, splits, settings)
+    by_split = _read_slices(root, split_table, settings, progress)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths, provenance, montage_sample = _write_split_files(
+        by_split, out_dir, settings, progress, montage=montage_path is not None
+    )
     write_splits(split_table, out_dir / "splits.csv")
     with atomic_path(out_dir / "provenance.csv") as tmp:
         provenance.to_csv(tmp, index=False)
     counts = {name: int((provenance["split"] == name).sum()) for name in SPLITS}
     seconds = time.perf_counter() - start
+    source = "computed" if splits is None else ("given" if isinstance(splits, pd.DataFrame) else str(splits))
     meta = {
         "root": str(root),
-        "subsets": list(subsets),
-        "seed": int(seed),
-        "fractions": [float(f) for f in fractions],
-        "n_slices": int(n_slices),
-        "crop": [int(c) for c in crop],
-        "n_augment": int(n_augment),
-        "rotation_deg": float(rotation_deg),
-        "shift_frac": float(shift_frac),
-        "zoom_frac": float(zoom_frac),
-        "max_tries": int(max_tries),
-        "augment_splits": list(augment_splits),
-        "split_source": "computed"
-        if splits is None
-        else (str(splits) if not isinstance(splits, pd.DataFrame) else "given"),
+        **settings.record(),
+        "split_source": source,
         "counts": counts,
         "patients": {name: int((split_table["split"] == name).sum()) for name in SPLITS},
-        "normalisation": "per slice: clip to 1st-99th percentile of the cropped field of view, min-max to [0, 1]",
+        "normalisation": NORMALISATION,
         "seconds": round(seconds, 2),
     }
     (out_dir / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")

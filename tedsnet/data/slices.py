@@ -1,4 +1,4 @@
-"""Selection, cropping and normalisation of the 2-D short-axis slices of the protocol (DESIGN.md section 3).
+"""Selection, cropping and normalisation of the 2-D short-axis slices of the protocol (``docs/protocol.md``).
 
 Per scan (ED and ES frame of a patient), among the z-slices whose reference myocardium (label 2) is one ring
 (Betti numbers (1, 1), 4-connected foreground, :func:`tedsnet.evaluation.metrics.has_ring_topology`), the ``n`` closest to the
@@ -167,10 +167,34 @@ def select_slices(rings: Sequence[int], z_range: tuple[int, int], n: int) -> lis
     lower z. Returned in ascending z order. Raises ValueError if fewer than ``n`` ring slices are given.
     """
     if len(rings) < n:
-        raise ValueError(f"need {n} ring slices, found {len(rings)} (z = {list(rings)})")
+        raise ValueError(
+            f"need {n} ring slices, found {len(rings)} (z = {list(rings)}); ask for at most {len(rings)} slices"
+        )
     mid = (z_range[0] + z_range[1]) / 2.0
     chosen = sorted(rings, key=lambda z: (abs(z - mid), z))[:n]
     return sorted(chosen)
+
+
+def _crop_slice(patient: Patient, phase: str, z: int, crop: tuple[int, int]) -> Slice:
+    """Slice ``z`` of one phase, centre-cropped or zero-padded to ``crop`` and normalised on its field of view."""
+    frame = patient.frames[phase]
+    src0, dst0, _ = crop_window(frame.image.shape[0], crop[0])
+    src1, dst1, _ = crop_window(frame.image.shape[1], crop[1])
+    myo_full = frame.label[:, :, z] == LABELS["myocardium"]
+    image = np.zeros(crop, dtype=np.float32)
+    image[dst0, dst1] = normalise_intensity(frame.image[src0, src1, z])
+    myo = np.zeros(crop, dtype=np.uint8)
+    myo[dst0, dst1] = myo_full[src0, src1]
+    return Slice(
+        patient_id=patient.id,
+        group=patient.group,
+        phase=phase,
+        z=z,
+        spacing=(float(frame.spacing[0]), float(frame.spacing[1])),
+        image=image,
+        myocardium=myo,
+        clipped=bool(int(myo.sum()) < int(myo_full.sum())),
+    )
 
 
 def extract_slices(
@@ -179,7 +203,7 @@ def extract_slices(
     crop: Sequence[int] = CROP,
     phases: Sequence[str] = PHASES,
 ) -> list[Slice]:
-    """The protocol's slices of one patient (DESIGN.md section 3).
+    """The protocol's slices of one patient (``docs/protocol.md``, slice selection).
 
     For each phase (ED then ES): among the z-slices whose myocardium (label 2) is one ring (Betti (1, 1),
     4-connected foreground), the ``n`` closest to the middle of the myocardium-bearing z-range (ties to the lower
@@ -212,10 +236,14 @@ def extract_slices(
         ``crop`` are invalid.
     """
     if int(n) != n or n < 1:
-        raise ValueError(f"extract_slices: n must be a positive integer, got {n!r}")
+        raise ValueError(
+            f"extract_slices: n must be a positive integer, got {n!r}; pass e.g. 5 (the protocol)"
+        )
     crop = tuple(int(c) for c in crop)
     if len(crop) != 2 or min(crop) < 1:
-        raise ValueError(f"extract_slices: crop must be two positive integers (H, W), got {crop!r}")
+        raise ValueError(
+            f"extract_slices: crop must be two positive integers (H, W), got {crop!r}; pass e.g. (144, 208)"
+        )
     out: list[Slice] = []
     for phase in phases:
         if phase not in patient.frames:
@@ -229,25 +257,6 @@ def extract_slices(
                 f"{patient.id} {phase} ({frame.label_path}): need {n} slices whose myocardium is one ring "
                 f"(Betti (1, 1)), found {len(rings)} (z = {rings}); lower n or check the label"
             )
-        src0, dst0, _ = crop_window(frame.image.shape[0], crop[0])
-        src1, dst1, _ = crop_window(frame.image.shape[1], crop[1])
         for z in select_slices(rings, z_range, int(n)):
-            myo_full = frame.label[:, :, z] == LABELS["myocardium"]
-            image = np.zeros(crop, dtype=np.float32)
-            image[dst0, dst1] = normalise_intensity(frame.image[src0, src1, z])
-            myo = np.zeros(crop, dtype=np.uint8)
-            myo[dst0, dst1] = myo_full[src0, src1]
-            clipped = bool(int(myo.sum()) < int(myo_full.sum()))
-            out.append(
-                Slice(
-                    patient_id=patient.id,
-                    group=patient.group,
-                    phase=phase,
-                    z=int(z),
-                    spacing=(float(frame.spacing[0]), float(frame.spacing[1])),
-                    image=image,
-                    myocardium=myo,
-                    clipped=clipped,
-                )
-            )
+            out.append(_crop_slice(patient, phase, int(z), crop))
     return out

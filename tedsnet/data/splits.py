@@ -1,4 +1,4 @@
-"""Patient-disjoint train/val/test splits stratified by diagnostic group (DESIGN.md section 3).
+"""Patient-disjoint train/val/test splits stratified by diagnostic group (``docs/protocol.md``, splits).
 
 Allocation rule (:func:`allocate_counts`), for fractions ``f`` (default 0.75 / 0.15 / 0.10):
 
@@ -69,7 +69,9 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, ...]:
             f"split fractions must be {len(SPLITS)} positive numbers (train, val, test), got {fractions}"
         )
     if abs(sum(fractions) - 1.0) > 1e-6:
-        raise ValueError(f"split fractions must sum to 1, got {fractions} (sum {sum(fractions)})")
+        raise ValueError(
+            f"split fractions must sum to 1, got {fractions} (sum {sum(fractions)}); e.g. (0.75, 0.15, 0.10)"
+        )
     return fractions
 
 
@@ -185,7 +187,10 @@ def split_patients(
     patients = table[["patient_id", "group"]].astype(str).drop_duplicates()
     dup = patients["patient_id"][patients["patient_id"].duplicated()]
     if len(dup):
-        raise ValueError(f"split_patients: patient(s) {sorted(set(dup))[:5]} appear with more than one group")
+        raise ValueError(
+            f"split_patients: patient(s) {sorted(set(dup))[:5]} appear with more than one group; "
+            "give each patient one group"
+        )
     patients = patients.sort_values("patient_id", kind="stable").reset_index(drop=True)
     sizes = patients.groupby("group").size().to_dict()
     counts = allocate_counts(sizes, fractions)
@@ -243,7 +248,11 @@ def _validate(splits: pd.DataFrame, where: str) -> None:
         )
     bad = sorted(set(splits["split"]) - set(SPLITS))
     if bad:
-        raise ValueError(f"{where}: unknown split name(s) {bad}; expected one of {list(SPLITS)}")
+        raise ValueError(
+            f"{where}: unknown split name(s) {bad}; expected one of {list(SPLITS)}; rename those rows"
+        )
     dup = splits["patient_id"][splits["patient_id"].duplicated()]
     if len(dup):
-        raise ValueError(f"{where}: patient(s) {sorted(set(dup))[:5]} appear more than once")
+        raise ValueError(
+            f"{where}: patient(s) {sorted(set(dup))[:5]} appear more than once; keep one row per patient"
+        )

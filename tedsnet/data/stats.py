@@ -179,7 +179,7 @@ def cohort_stats(
     """
     if patients is None:
         if root is None:
-            raise ValueError("cohort_stats: give a cohort root or patients")
+            raise ValueError("cohort_stats: got neither a cohort root nor patients; pass root= or patients=")
         patients = iter_cohort(root)
     return pd.DataFrame([scan_stats(p, phase, n) for p in patients for phase in PHASES])
 

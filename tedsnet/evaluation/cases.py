@@ -1,4 +1,4 @@
-"""Per-case evaluation of test predictions (DESIGN.md section 4): one row per test slice.
+"""Per-case evaluation of test predictions: one row per test slice (the rows Table 1 summarises).
 
 Every row holds Dice, the Hausdorff distance (maximum, medpy's ``hd``) and HD95 in pixels and in mm, the percentage
 of non-positive Jacobian determinants of each field that samples (forward differences, the primary measure, and
@@ -89,12 +89,14 @@ METRIC_COLUMNS: tuple[str, ...] = tuple(CaseMetrics.__dataclass_fields__)
 
 
 def _to_numpy(array: Any) -> np.ndarray:
+    """A numpy array of ``array`` (torch tensors detached and moved to the CPU)."""
     if hasattr(array, "detach"):
         array = array.detach().cpu().numpy()
     return np.asarray(array)
 
 
 def _binary_mask(mask: Any, name: str) -> np.ndarray:
+    """``mask`` as a bool (H, W) array; ValueError if it is not 2-D or holds values other than 0 and 1."""
     arr = _to_numpy(mask)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be a 2-D mask (H, W), got shape {arr.shape}.")
@@ -122,6 +124,7 @@ def _crop_to_union(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.nd
 
 
 def _spacing(spacing: Any) -> tuple[float, float]:
+    """``spacing`` as (row_mm, col_mm); ValueError unless it is two positive finite numbers."""
     try:
         values = tuple(float(s) for s in spacing)
     except TypeError:
@@ -132,6 +135,7 @@ def _spacing(spacing: Any) -> tuple[float, float]:
 
 
 def _field(name: str, disp: Any) -> np.ndarray:
+    """Field ``name`` as a (2, h, w) array; ValueError for another shape or h, w < 3."""
     arr = _to_numpy(disp)
     if arr.ndim != 3 or arr.shape[0] != 2 or min(arr.shape[1:]) < 3:
         raise ValueError(
@@ -184,38 +188,12 @@ def evaluate_case(
         raise ValueError(f"fields: unknown field name(s) {unknown}; expected keys among {list(FIELD_NAMES)}.")
     arrays = {name: _field(name, disp) for name, disp in fields.items() if disp is not None}
 
-    pred_empty, ref_empty = not pred.any(), not reference.any()
-    status = "ok"
-    if pred_empty and ref_empty:
-        status = "empty_both"
-    elif pred_empty:
-        status = "empty_prediction"
-    elif ref_empty:
-        status = "empty_reference"
-
-    nan = float("nan")
+    status = _mask_status(pred, reference)
     dice = metrics.dice(pred, reference)
-    if pred_empty or ref_empty:
-        hd_px = hd95_px = hd_mm = hd95_mm = nan
-    else:
-        p, r = _crop_to_union(pred, reference)
-        hd_px = metrics.hausdorff(p, r)
-        hd95_px = metrics.hausdorff(p, r, percentile=95)
-        hd_mm = metrics.hausdorff(p, r, spacing=(row_mm, col_mm))
-        hd95_mm = metrics.hausdorff(p, r, spacing=(row_mm, col_mm), percentile=95)
-
-    jac: dict[str, float] = {}
-    for name in FIELD_NAMES:
-        disp = arrays.get(name)
-        forward = central = nan
-        if disp is not None:
-            if np.isfinite(disp).all():
-                forward, central = metrics.nonpositive_jacobian_percents(disp)
-            elif status == "ok":
-                status = "nonfinite_field"
-        jac[f"nonpos_jac_{name}_pct"] = forward
-        jac[f"nonpos_jac_{name}_central_pct"] = central
-
+    hd_px, hd95_px, hd_mm, hd95_mm = _distances(pred, reference, (row_mm, col_mm))
+    jac, finite = _jacobian_columns(arrays)
+    if not finite and status == "ok":
+        status = "nonfinite_field"
     b0, b1 = metrics.betti_numbers(pred, connectivity=4)
     return CaseMetrics(
         dice=float(dice),
@@ -232,6 +210,52 @@ def evaluate_case(
         correct_topology=(int(b0), int(b1)) == metrics.RING_BETTI,
         status=status,
     )
+
+
+def _mask_status(pred: np.ndarray, reference: np.ndarray) -> str:
+    """``"ok"``, or which of the two masks is empty (``"empty_prediction"``, ``"empty_reference"``, ``"empty_both"``)."""
+    pred_empty, ref_empty = not pred.any(), not reference.any()
+    if pred_empty and ref_empty:
+        return "empty_both"
+    if pred_empty:
+        return "empty_prediction"
+    if ref_empty:
+        return "empty_reference"
+    return "ok"
+
+
+def _distances(pred: np.ndarray, reference: np.ndarray, spacing: tuple[float, float]) -> tuple[float, ...]:
+    """(HD px, HD95 px, HD mm, HD95 mm) of two binary masks; all NaN when either mask is empty."""
+    if not pred.any() or not reference.any():
+        return (float("nan"),) * 4
+    p, r = _crop_to_union(pred, reference)
+    return (
+        metrics.hausdorff(p, r),
+        metrics.hausdorff(p, r, percentile=95),
+        metrics.hausdorff(p, r, spacing=spacing),
+        metrics.hausdorff(p, r, spacing=spacing, percentile=95),
+    )
+
+
+def _jacobian_columns(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, float], bool]:
+    """The % non-positive Jacobian columns of every field name, and whether every field given was finite.
+
+    A field that is absent or non-finite gives NaN in both of its columns.
+    """
+    nan = float("nan")
+    columns: dict[str, float] = {}
+    finite = True
+    for name in FIELD_NAMES:
+        disp = arrays.get(name)
+        forward = central = nan
+        if disp is not None:
+            if np.isfinite(disp).all():
+                forward, central = metrics.nonpositive_jacobian_percents(disp)
+            else:
+                finite = False
+        columns[f"nonpos_jac_{name}_pct"] = forward
+        columns[f"nonpos_jac_{name}_central_pct"] = central
+    return columns, finite
 
 
 def prediction_fields(predictions: Any) -> dict[str, np.ndarray]:
@@ -255,6 +279,7 @@ def prediction_fields(predictions: Any) -> dict[str, np.ndarray]:
 
 
 def _column(table: pd.DataFrame, name: str, what: str) -> pd.Series:
+    """Column ``name`` of ``table``; ValueError naming ``what`` when it is missing."""
     if name not in table.columns:
         raise ValueError(f"{what}: the table has no column {name!r} (columns: {list(table.columns)}).")
     return table[name]
@@ -304,30 +329,8 @@ def evaluate_predictions(
             f"test_split.labels must be (N, H, W) with N = {len(case_ids)} table rows, got shape {labels.shape}."
         )
     pred_ids = [str(c) for c in _to_numpy(predictions.case_id).tolist()]
-    for what, ids in (("test_split", case_ids), ("predictions", pred_ids)):
-        if len(set(ids)) != len(ids):
-            dupes = sorted({c for c in ids if ids.count(c) > 1})[:5]
-            raise ValueError(f"{what}: case ids must be unique, repeated: {dupes}.")
-    missing = sorted(set(case_ids) - set(pred_ids))
-    extra = sorted(set(pred_ids) - set(case_ids))
-    if missing or extra:
-        raise ValueError(
-            f"predictions do not match the test split: {len(missing)} test case(s) without a prediction "
-            f"(e.g. {missing[:3]}), {len(extra)} prediction(s) without a test case (e.g. {extra[:3]}); "
-            "predict on the same test split that is evaluated."
-        )
-    if threshold is None:
-        binary = _to_numpy(predictions.binary)
-    else:
-        soft = getattr(predictions, "soft", None)
-        if soft is None:
-            raise ValueError("evaluate_predictions: threshold given but predictions have no 'soft' array.")
-        binary = _to_numpy(soft) >= float(threshold)
-    if binary.shape != (len(pred_ids), *labels.shape[1:]):
-        raise ValueError(
-            f"predictions.binary must be (N, H, W) = {(len(pred_ids), *labels.shape[1:])} to match the test "
-            f"labels, got {binary.shape}."
-        )
+    _check_case_ids(case_ids, pred_ids)
+    binary = _binary_predictions(predictions, threshold, (len(pred_ids), *labels.shape[1:]))
     fields = prediction_fields(predictions)
     for name, arr in fields.items():
         if arr.ndim != 4 or arr.shape[0] != len(pred_ids) or arr.shape[1] != 2:
@@ -348,6 +351,44 @@ def evaluate_predictions(
             {name: arr[i] for name, arr in fields.items()},
         )
         rows.append(case.as_dict())
+    ids = _id_columns(table, case_ids, experiment, seed)
+    return pd.concat([ids, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))], axis=1)
+
+
+def _check_case_ids(case_ids: list[str], pred_ids: list[str]) -> None:
+    """Raise ValueError when ids repeat or the test cases and the predictions are not the same set."""
+    for what, ids in (("test_split", case_ids), ("predictions", pred_ids)):
+        if len(set(ids)) != len(ids):
+            dupes = sorted({c for c in ids if ids.count(c) > 1})[:5]
+            raise ValueError(f"{what}: case ids must be unique, repeated: {dupes}.")
+    missing = sorted(set(case_ids) - set(pred_ids))
+    extra = sorted(set(pred_ids) - set(case_ids))
+    if missing or extra:
+        raise ValueError(
+            f"predictions do not match the test split: {len(missing)} test case(s) without a prediction "
+            f"(e.g. {missing[:3]}), {len(extra)} prediction(s) without a test case (e.g. {extra[:3]}); "
+            "predict on the same test split that is evaluated."
+        )
+
+
+def _binary_predictions(predictions: Any, threshold: float | None, shape: tuple[int, ...]) -> np.ndarray:
+    """``predictions.binary``, or ``soft >= threshold`` when a threshold is given; ValueError unless ``shape``."""
+    if threshold is None:
+        binary = _to_numpy(predictions.binary)
+    else:
+        soft = getattr(predictions, "soft", None)
+        if soft is None:
+            raise ValueError("evaluate_predictions: threshold given but predictions have no 'soft' array.")
+        binary = _to_numpy(soft) >= float(threshold)
+    if binary.shape != shape:
+        raise ValueError(
+            f"predictions.binary must be (N, H, W) = {shape} to match the test labels, got {binary.shape}."
+        )
+    return binary
+
+
+def _id_columns(table: pd.DataFrame, case_ids: list[str], experiment: str, seed: int | None) -> pd.DataFrame:
+    """The identifier columns (:data:`ID_COLUMNS`, plus ``seed`` when given) of the per-case table."""
     ids = pd.DataFrame(
         {
             "case_id": case_ids,
@@ -360,5 +401,4 @@ def evaluate_predictions(
     )
     if seed is not None:
         ids["seed"] = int(seed)
-    out = pd.concat([ids, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))], axis=1)
-    return out
+    return ids

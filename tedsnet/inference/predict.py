@@ -69,6 +69,7 @@ def binarise(soft: np.ndarray | Tensor, threshold: float) -> np.ndarray:
 
 
 def _prior_tensor(prior: Any, size: tuple[int, int], device: torch.device) -> Tensor:
+    """The prior as a float32 (1, 1, H, W) tensor on ``device``; ValueError unless its H x W is ``size``."""
     tensor = torch.as_tensor(np.asarray(prior.detach().cpu() if isinstance(prior, Tensor) else prior))
     if tensor.dim() == 2:
         tensor = tensor[None, None]
@@ -112,13 +113,20 @@ def predict(
     case_id : sequence of str, optional
         (N,) identifiers; default ``"0", "1", ...``.
     keep_fields : bool
-        Return the displacement fields (float32 (N, 2, h, w) each; 2 x 48 MB for 100 cases at 288 x 416).
+        Return the displacement fields (float32 (N, 2, h, w) each: ``8 * h * w`` bytes per image and field).
     progress : bool
         Show a tqdm bar.
 
     Returns
     -------
     Predictions
+
+    Raises
+    ------
+    ValueError
+        If the images are not (N, H, W) with N >= 1, ``batch_size`` is not a positive integer, the threshold is not
+        in (0, 1), ``case_id`` has not N entries, the prior does not match H x W, or the model returns a field
+        other than ``"bulk"``/``"ft"``.
     """
     images = np.asarray(images, dtype=np.float32)
     if images.ndim != 3 or images.shape[0] == 0:
@@ -136,28 +144,8 @@ def predict(
     was_training = model.training
     model.eval()
     prior_t = _prior_tensor(prior, images.shape[1:], device)
-    soft = np.empty(images.shape, dtype=np.float32)
-    fields: dict[str, np.ndarray] = {}
-    starts = range(0, n, int(batch_size))
-    if progress:
-        from tqdm.auto import tqdm
-
-        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
     try:
-        for start in starts:
-            stop = min(start + int(batch_size), n)
-            x = torch.from_numpy(images[start:stop]).to(device)[:, None]
-            output = model(x, prior_t)
-            soft[start:stop] = output.segmentation[:, 0].float().cpu().numpy()
-            if keep_fields:
-                for name, disp in output.displacements.items():
-                    if name not in FIELD_NAMES:
-                        raise ValueError(
-                            f"predict: the model returned an unknown field {name!r}; expected {FIELD_NAMES}."
-                        )
-                    if name not in fields:
-                        fields[name] = np.empty((n, *disp.shape[1:]), dtype=np.float32)
-                    fields[name][start:stop] = disp.float().cpu().numpy()
+        soft, fields = _predict_batches(model, images, prior_t, int(batch_size), keep_fields, progress)
     finally:
         model.train(was_training)
     return Predictions(
@@ -170,17 +158,60 @@ def predict(
     )
 
 
+def _predict_batches(
+    model: nn.Module, images: np.ndarray, prior: Tensor, batch_size: int, keep_fields: bool, progress: bool
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Soft maps (N, H, W) and, with ``keep_fields``, the fields {name: (N, 2, h, w)} of ``model`` batch by batch."""
+    n = images.shape[0]
+    device = prior.device
+    soft = np.empty(images.shape, dtype=np.float32)
+    fields: dict[str, np.ndarray] = {}
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="predict", unit="batch", leave=False)
+    for start in starts:
+        stop = min(start + batch_size, n)
+        x = torch.from_numpy(images[start:stop]).to(device)[:, None]
+        output = model(x, prior)
+        soft[start:stop] = output.segmentation[:, 0].float().cpu().numpy()
+        if keep_fields:
+            for name, disp in output.displacements.items():
+                if name not in FIELD_NAMES:
+                    raise ValueError(
+                        f"predict: the model returned an unknown field {name!r}; expected {FIELD_NAMES}."
+                    )
+                if name not in fields:
+                    fields[name] = np.empty((n, *disp.shape[1:]), dtype=np.float32)
+                fields[name][start:stop] = disp.float().cpu().numpy()
+    return soft, fields
+
+
 def save_predictions(path: str | os.PathLike, predictions: Predictions, *, compress: bool = False) -> Path:
     """Write predictions to one ``.npz`` atomically (tmp file + rename).
 
     ``compress=False`` (default) uses ``np.savez``: the soft maps and fields are float32 noise-like data that
-    zlib shrinks little, at a large time cost (see notes/training.md); ``compress=True`` uses
-    ``np.savez_compressed``.
+    zlib shrinks little at a large time cost; ``compress=True`` uses ``np.savez_compressed``.
+
+    Parameters
+    ----------
+    path : str or PathLike
+        Destination, ending in ``.npz``; the parent folder is created.
+    predictions : Predictions
+        What to write (see the module docstring for the arrays and their dtypes).
+    compress : bool
+        Compress the arrays with zlib.
 
     Returns
     -------
     Path
         The written path.
+
+    Raises
+    ------
+    ValueError
+        If the path does not end in ``.npz`` or the arrays disagree in N or are not (N, H, W).
     """
     path = Path(path)
     if path.suffix != ".npz":
@@ -210,7 +241,15 @@ def save_predictions(path: str | os.PathLike, predictions: Predictions, *, compr
 
 
 def load_predictions(path: str | os.PathLike) -> Predictions:
-    """Read a predictions ``.npz`` written by :func:`save_predictions` (no pickle)."""
+    """Read a predictions ``.npz`` written by :func:`save_predictions` (no pickle).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is unreadable or lacks ``case_id``, ``soft``, ``binary`` or ``threshold``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"load_predictions: no predictions file at {path}.")

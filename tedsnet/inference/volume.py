@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from tedsnet.data.slices import crop_window, normalise_intensity
-from tedsnet.evaluation.metrics import betti_numbers, nonpositive_jacobian_percent
+from tedsnet.evaluation.metrics import RING_BETTI, betti_numbers, nonpositive_jacobian_percent
 from tedsnet.experiments import Experiment
 from tedsnet.inference.predict import binarise, predict
 from tedsnet.network.outputs import FIELD_NAMES
@@ -62,6 +62,7 @@ def prepare_volume(volume: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     volume : np.ndarray
         (X, Y, Z) short-axis stack, any real dtype.
     size : (H, W)
+        The model's input size in pixels.
 
     Returns
     -------
@@ -93,18 +94,30 @@ def segment_volume(
 
     Parameters
     ----------
-    model, experiment
-        From :func:`load_checkpoint`.
+    model : nn.Module
+        A trained model, from :func:`tedsnet.training.checkpoint.load_checkpoint`.
+    experiment : Experiment
+        Its experiment (gives the prior), from the same call.
     volume : np.ndarray
         (X, Y, Z) real-valued stack (array axes as stored, like the training data).
     image_size : (H, W)
         The training size (a checkpoint's ``image_size``).
     threshold : float
         Binarisation threshold (``soft >= threshold``).
+    batch_size : int
+        Slices per forward pass.
+    device : str or torch.device
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
     Returns
     -------
     VolumeSegmentation
+
+    Raises
+    ------
+    ValueError
+        If the volume is not a 3-D real-valued array (or :func:`~tedsnet.inference.predict.predict` rejects an
+        argument).
     """
     volume = np.asarray(volume)
     if volume.ndim != 3 or min(volume.shape) < 1:
@@ -128,7 +141,7 @@ def segment_volume(
             "z": z,
             "b0": b0,
             "b1": b1,
-            "correct_topology": (b0, b1) == (1, 1),
+            "correct_topology": (b0, b1) == RING_BETTI,
             "foreground_px": int(mask[:, :, z].sum()),
         }
         for name in FIELD_NAMES:

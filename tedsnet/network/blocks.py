@@ -1,4 +1,4 @@
-"""Convolutional building blocks shared by TEDS-Net and the paper's U-Net (DESIGN.md section 2)."""
+"""Convolutional building blocks shared by TEDS-Net and the paper's U-Net (paper section 2 and Fig. 1)."""
 
 from __future__ import annotations
 

@@ -1,8 +1,27 @@
-"""The maths of TEDS-Net's diffeomorphic layers, as pure functions (paper section 2, DESIGN.md section 2).
+"""The maths of TEDS-Net's diffeomorphic layers, as pure functions (paper section 2).
 
-Conventions (DESIGN.md section 6): tensors are (B, C, H, W); a displacement is (B, 2, H, W) in voxel units of its
-own grid, channel i along array axis i, and warping is backward: ``out[x] = in[x + u(x)]``. Grids are
-corner-aligned: the first and last pixel centres of two grids of different size coincide (``align_corners=True``).
+Where each part of the method lives, by its name in the paper:
+
+==========================================  ==================================================================
+Paper                                       Code
+==========================================  ==================================================================
+bounded velocity, ``0.5 tanh`` (eq. 1)      :func:`bounded_velocity`
+composition layers (integration)            :func:`composition_layer`, :func:`integrate_velocity`
+scaling and squaring (voxelmorph's)         :func:`integrate_velocity` with ``prescale=True``
+Gaussian smoothing of the field             :func:`gaussian_smooth`
+super upsample of the field                 :func:`resize_displacement`
+sampling the prior (spatial transformer)    :func:`warp`
+max pooling back to the input size          :func:`max_pool_3x3_stride2`
+L_Dice, the segmentation loss               :func:`tedsnet.network.losses.soft_dice_loss`
+L_Grad (eq. 2)                              :func:`tedsnet.network.losses.grad_loss`
+the ring prior                              :func:`tedsnet.network.priors.ring_prior`
+bulk and fine-tune branches                 :class:`tedsnet.network.model.TEDSNet`
+==========================================  ==================================================================
+
+Conventions: tensors are (B, C, H, W); a displacement is (B, 2, H, W) in voxel units of its own grid, channel i
+along array axis i, and warping is backward: ``out[x] = in[x + u(x)]``. Grids are corner-aligned: the first and
+last pixel centres of two grids of different size coincide (``align_corners=True``). ``docs/method.md`` maps the
+whole method to the code.
 """
 
 from __future__ import annotations
@@ -16,8 +35,10 @@ from torch import Tensor
 
 __all__ = [
     "bounded_velocity",
+    "composition_layer",
     "gaussian_kernel1d",
     "gaussian_smooth",
+    "grid_cell_size",
     "identity_grid",
     "integrate_velocity",
     "max_pool_3x3_stride2",
@@ -28,6 +49,7 @@ __all__ = [
 
 
 def _check_field(name: str, disp: Tensor) -> None:
+    """Raise TypeError / ValueError unless ``disp`` is a (B, 2, H, W) tensor with H, W >= 2."""
     if not isinstance(disp, Tensor):
         raise TypeError(f"{name} must be a torch.Tensor of shape (B, 2, H, W), got {type(disp).__name__}.")
     if disp.dim() != 4 or disp.shape[1] != 2:
@@ -42,7 +64,7 @@ def _check_field(name: str, disp: Tensor) -> None:
 
 
 def bounded_velocity(u: Tensor, max_disp: float = 0.5) -> Tensor:
-    """Diffeomorphic activation, eq. 1 of the paper: ``v = max_disp * tanh(u)``.
+    """Bounded velocity, the diffeomorphic activation of paper eq. 1: ``v = max_disp * tanh(u)``.
 
     Parameters
     ----------
@@ -60,6 +82,16 @@ def bounded_velocity(u: Tensor, max_disp: float = 0.5) -> Tensor:
     -----
     A per-component bound does not by itself guarantee a positive Jacobian determinant of the integrated field;
     TEDS-Net relies on the bound together with the composition layers, smoothing and L_Grad.
+
+    Raises
+    ------
+    ValueError
+        If ``max_disp`` is not positive.
+
+    Examples
+    --------
+    >>> bounded_velocity(torch.tensor([0.0, 100.0]))
+    tensor([0.0000, 0.5000])
     """
     if not max_disp > 0:
         raise ValueError(f"bounded_velocity: max_disp must be > 0 voxels, got {max_disp}.")
@@ -80,9 +112,8 @@ def gaussian_kernel1d(sigma: float, size: int, *, dtype=torch.float32, device=No
 def _correlate1d(x: Tensor, weights: Sequence[float], dim: int) -> Tensor:
     """Zero-padded 1-D correlation of ``x`` along ``dim`` (-1 or -2), output the same size.
 
-    A weighted sum of shifted views of the padded tensor: on CPU this is about 100x faster than a depthwise
-    ``conv2d`` with a 1 x k kernel on the fields TEDS-Net smooths (5 x 2 x 72 x 104, measured), and its backward
-    is as cheap.
+    A weighted sum of shifted views of the padded tensor, because on CPU that is much cheaper than a depthwise
+    ``conv2d`` with a 1 x k kernel on two-channel fields.
     """
     size = len(weights)
     pad = size // 2
@@ -95,7 +126,7 @@ def _correlate1d(x: Tensor, weights: Sequence[float], dim: int) -> Tensor:
 
 
 def gaussian_smooth(x: Tensor, sigma: float = 2.0, size: int = 5) -> Tensor:
-    """Smooth every channel with a ``size x size`` Gaussian (zeros padding, output the same size).
+    """Gaussian smoothing of a field after each composition layer: a ``size x size`` kernel, zeros padding.
 
     The 2-D kernel is the outer product of two normalised 1-D kernels, applied separably along rows and then
     columns; with zeros padding this equals the 2-D convolution (to float32 rounding, tested against
@@ -126,10 +157,12 @@ def gaussian_smooth(x: Tensor, sigma: float = 2.0, size: int = 5) -> Tensor:
 
 @lru_cache(maxsize=32)
 def _gaussian_weights(sigma: float, size: int) -> tuple[float, ...]:
+    """The 1-D Gaussian kernel as float64 Python numbers (cached per sigma and size)."""
     return tuple(gaussian_kernel1d(sigma, size, dtype=torch.float64).tolist())
 
 
 def _smooth_separable(x: Tensor, weights: Sequence[float]) -> Tensor:
+    """Correlate along rows, then along columns, with the same 1-D kernel."""
     return _correlate1d(_correlate1d(x, weights, -2), weights, -1)
 
 
@@ -148,6 +181,7 @@ class _SelfAdjointSmoothing(torch.autograd.Function):
 
 @lru_cache(maxsize=32)
 def _identity_grid_cached(height: int, width: int, device: torch.device, dtype: torch.dtype) -> Tensor:
+    """(1, H, W, 2) corner-aligned identity grid, last axis (col, row); see :func:`identity_grid`."""
     rows = torch.linspace(-1.0, 1.0, height, dtype=dtype, device=device)
     cols = torch.linspace(-1.0, 1.0, width, dtype=dtype, device=device)
     grid_r, grid_c = torch.meshgrid(rows, cols, indexing="ij")
@@ -173,7 +207,7 @@ def identity_grid(size: Sequence[int], *, device=None, dtype=torch.float32) -> T
 
 
 def warp(image: Tensor, disp: Tensor) -> Tensor:
-    """Backward-warp ``image`` with ``disp`` (bilinear, zeros padding, corner-aligned grids).
+    """Sample ``image`` at ``x + disp(x)``: the spatial transformer that warps the prior (bilinear, zeros padding).
 
     The output lives on the displacement's grid: output pixel ``x`` of the (H', W') grid samples the image at
     ``x + u(x)`` (voxels of the displacement's grid), mapped to the image's grid so that the first and last pixel
@@ -190,6 +224,12 @@ def warp(image: Tensor, disp: Tensor) -> Tensor:
     -------
     Tensor
         (B, C, H', W').
+
+    Raises
+    ------
+    ValueError
+        If ``disp`` is not (B, 2, H', W') with H', W' >= 2, ``image`` is not 4-D, or the batch sizes differ
+        (an image batch of 1 is broadcast).
     """
     _check_field("warp: disp", disp)
     if not isinstance(image, Tensor) or image.dim() != 4:
@@ -223,9 +263,8 @@ class _DisplacementWarp(torch.autograd.Function):
     """Bilinear, zeros-padded, corner-aligned ``grid_sample`` of ``image`` at ``x + disp(x)``.
 
     The same maths as building the grid with ``flip``, ``permute``, a multiply and an add and calling
-    ``F.grid_sample``, in fewer passes over the field: the grid is written in one pass, and the grid's gradient
-    is turned back into the displacement's in one pass. On the 5 x 2 x 288 x 416 fields TEDS-Net warps its
-    prior with, each pass is about a millisecond on 2 CPU threads.
+    ``F.grid_sample``, in fewer passes over the large fields: the grid is written in one pass, and the grid's
+    gradient is turned back into the displacement's in one pass.
     """
 
     @staticmethod
@@ -251,6 +290,17 @@ class _DisplacementWarp(torch.autograd.Function):
         return (grad_image if need_image else None), grad_disp
 
 
+def composition_layer(v: Tensor, smooth_sigma: float | None = 2.0, smooth_kernel: int = 5) -> Tensor:
+    """One composition layer of TEDS-Net: ``v <- G * (v + v o v)``, ``G`` the Gaussian (skipped when sigma is None).
+
+    Shapes: (B, 2, h, w) -> (B, 2, h, w), voxels of the same grid.
+    """
+    v = v + warp(v, v)
+    if smooth_sigma is not None:
+        v = gaussian_smooth(v, smooth_sigma, smooth_kernel)
+    return v
+
+
 def integrate_velocity(
     v: Tensor,
     steps: int,
@@ -259,11 +309,12 @@ def integrate_velocity(
     smooth_sigma: float | None = 2.0,
     smooth_kernel: int = 5,
 ) -> Tensor:
-    """Integrate a stationary velocity field by repeated self-composition (TEDS-Net's composition layers).
+    """Integrate a stationary velocity field by ``steps`` composition layers (paper section 2).
 
-    Each of the ``steps`` compositions computes ``v <- v + v o v`` (``v`` warped by itself, bilinear, zeros
-    padding), followed by a ``smooth_kernel x smooth_kernel`` Gaussian of standard deviation ``smooth_sigma``.
-    TEDS-Net does not pre-scale, so ``steps`` sets the range: up to ``0.5 * 2**steps`` voxels for a bounded input.
+    Each :func:`composition_layer` computes ``v <- v + v o v`` (``v`` warped by itself, bilinear, zeros padding),
+    followed by a ``smooth_kernel x smooth_kernel`` Gaussian of standard deviation ``smooth_sigma``. This is
+    scaling and squaring without the scaling: TEDS-Net does not pre-scale, so ``steps`` sets the range, up to
+    ``0.5 * 2**steps`` voxels for a bounded input.
 
     Parameters
     ----------
@@ -283,6 +334,11 @@ def integrate_velocity(
     -------
     Tensor
         (B, 2, h, w) displacement in voxels of the same grid.
+
+    Raises
+    ------
+    ValueError
+        If ``v`` is not (B, 2, h, w) or ``steps`` is not a non-negative integer.
     """
     _check_field("integrate_velocity: v", v)
     if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
@@ -290,14 +346,12 @@ def integrate_velocity(
     if prescale:
         v = v / (2**steps)
     for _ in range(steps):
-        v = v + warp(v, v)
-        if smooth_sigma is not None:
-            v = gaussian_smooth(v, smooth_sigma, smooth_kernel)
+        v = composition_layer(v, smooth_sigma, smooth_kernel)
     return v
 
 
 def resize_displacement(disp: Tensor, size: Sequence[int]) -> Tensor:
-    """Resize a displacement field bilinearly and rescale it to voxels of the new grid.
+    """Super upsample: resize a displacement field bilinearly and rescale it to voxels of the new grid.
 
     Grids are corner-aligned, so one voxel of axis i on the old grid spans ``(S_out - 1) / (S_in - 1)`` voxels on
     the new one; each channel is multiplied by that per-axis factor, not by the nominal ``S_out / S_in``
@@ -314,6 +368,11 @@ def resize_displacement(disp: Tensor, size: Sequence[int]) -> Tensor:
     -------
     Tensor
         (B, 2, H, W) in voxels of the new grid; the same physical displacement.
+
+    Raises
+    ------
+    ValueError
+        If ``disp`` is not (B, 2, h, w) or ``size`` is not two integers >= 2.
     """
     _check_field("resize_displacement: disp", disp)
     size = tuple(int(s) for s in size)
@@ -336,8 +395,8 @@ def max_pool_3x3_stride2(x: Tensor) -> Tensor:
     """3 x 3 max pooling with stride 2 and padding 1: how TEDS-Net returns the warped prior to the input size.
 
     Equal to ``F.max_pool2d(x, 3, stride=2, padding=1)`` (a maximum is exact). With autograd it calls it; without
-    (inference) it takes separable strided maxima of the padded input, about 3x faster on 2 CPU threads at 5 x 1 x
-    288 x 416 than the pooling kernel, which also computes argmax indices.
+    (inference) it takes separable strided maxima of the padded input, which skips the argmax indices the pooling
+    kernel computes.
 
     Shapes: (B, C, H, W) -> (B, C, (H - 1) // 2 + 1, (W - 1) // 2 + 1).
     """
@@ -350,8 +409,8 @@ def separable_window_max(x: Tensor, kernel: int, stride: int) -> Tensor:
     """Maximum over ``kernel x kernel`` windows at ``stride`` (no padding), as strided maxima of rows then columns.
 
     Equal to ``F.max_pool2d(x, kernel, stride)`` (a maximum is exact; NaN propagates) but without argmax indices or
-    autograd bookkeeping: the inference path of the suite's max poolings, several times faster on CPU than the
-    pooling kernel. Pad ``x`` with ``-inf`` first for padded pooling.
+    autograd bookkeeping: the inference path of the suite's max poolings. Pad ``x`` with ``-inf`` first for padded
+    pooling.
 
     Shapes: (..., H, W) -> (..., (H - kernel) // stride + 1, (W - kernel) // stride + 1).
     """

@@ -21,9 +21,10 @@ BRANCH_STEPS = {"bulk": 1, "ft": 3}
 
 
 class TEDSNet(nn.Module):
-    """TEDS-Net (Wyburd et al., MICCAI 2021, section 2).
+    """TEDS-Net (Wyburd et al., MICCAI 2021, paper section 2 and Fig. 1).
 
-    An encoder feeds a bulk decoder (one step, coarse field) and a fine-tune decoder (three steps). Each branch
+    An encoder feeds the bulk branch (one decoder step, a coarse field) and the fine-tune branch (three steps).
+    Each branch
     ends in a 1x1 conv to a 2-channel velocity that is bounded (eq. 1), integrated by ``int_steps`` composition
     layers with Gaussian smoothing, and resized ("super upsample") to ``upsample`` times the input size. The prior
     is warped by the bulk field, then by the fine-tune field, and max-pooled (kernel 3, stride 2, padding 1) back to
@@ -58,6 +59,20 @@ class TEDSNet(nn.Module):
     :class:`~tedsnet.network.outputs.SegmentationOutput` with segmentation (B, 1, H, W) and displacements
     {"bulk", "ft"} -> (B, 2, upsample*H, upsample*W) in voxels of that grid. H and W must be divisible by
     ``2**depth``. With both branches and the paper's settings the network has 655,984 trainable parameters.
+
+    Raises
+    ------
+    ValueError
+        If ``branches`` is empty, repeats or names something other than ``"bulk"``/``"ft"``, ``upsample`` is not
+        1 or 2, or ``depth`` is too shallow for the fine-tune branch.
+
+    Examples
+    --------
+    >>> import torch
+    >>> model = TEDSNet()
+    >>> out = model(torch.zeros(1, 1, 144, 208), torch.zeros(1, 1, 144, 208))
+    >>> tuple(out.segmentation.shape), tuple(out.displacements["bulk"].shape)
+    ((1, 1, 144, 208), (1, 2, 288, 416))
     """
 
     def __init__(
@@ -99,6 +114,13 @@ class TEDSNet(nn.Module):
     def displacement_fields(self, image: Tensor) -> dict[str, Tensor]:
         """The integrated, upsampled fields that sample the prior.
 
+        Per branch: decoder, 1x1 head to a velocity, bounded velocity (eq. 1), composition layers, super upsample.
+
+        Parameters
+        ----------
+        image : Tensor
+            (B, in_channels, H, W), H and W divisible by ``2**depth``.
+
         Returns
         -------
         dict[str, Tensor]
@@ -118,6 +140,7 @@ class TEDSNet(nn.Module):
         return fields
 
     def forward(self, image: Tensor, prior: Tensor) -> SegmentationOutput:
+        """Warp ``prior`` by the bulk then the fine-tune field of ``image``; see the class docstring for shapes."""
         if prior.dim() != 4 or prior.shape[1] != 1 or prior.shape[-2:] != image.shape[-2:]:
             raise ValueError(
                 f"TEDSNet: prior must have shape (B or 1, 1, H, W) matching the image's H x W "

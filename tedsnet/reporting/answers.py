@@ -1,6 +1,6 @@
 """The reproduction questions of a run, answered from its numbers beside the paper's (a section of report.md).
 
-Questions (issue 7): does TEDS-Net keep 100 % correct topology? do the U-Nets lose some once past the guard? do
+Questions: does TEDS-Net keep 100 % correct topology? do the U-Nets lose some once past the guard? do
 A1-A3 show non-positive Jacobians and topology errors while A4-A6 and TEDS-Net show none? where do Dice and HD
 land against the paper? how much of the gap is the reduced training budget (validation Dice against epochs)?
 Every sentence is computed from the tables given; nothing is asserted that the numbers do not show.
@@ -9,33 +9,23 @@ Every sentence is computed from the tables given; nothing is asserted that the n
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 
 import numpy as np
 import pandas as pd
 
-from tedsnet.reporting.table1 import markdown_table, row_label
+from tedsnet.reporting.labels import row_label, summary_labels
+from tedsnet.reporting.paper import DIFFEOMORPHIC_ROWS, FOLDING_ROWS, PAPER_EPOCHS, paper_rows
+from tedsnet.reporting.table1 import markdown_table
 
-__all__ = ["PAPER_EPOCHS", "answer_questions", "budget_table", "jacobian_pattern"]
+__all__ = ["STILL_RISING", "answer_questions", "budget_table", "jacobian_pattern"]
 
-#: Epochs of the paper's protocol (section 2.1).
-PAPER_EPOCHS = 200
-#: Rows in which the paper reports folds and topology errors, and rows in which it reports none.
-FOLDING_ROWS = ("A1", "A2", "A3")
-DIFFEOMORPHIC_ROWS = ("A4", "A5", "A6", "tedsnet")
 #: A rise of the last epoch's validation Dice above this is read as "still improving".
 STILL_RISING = 0.005
 
 
 def _by_experiment(summary: pd.DataFrame) -> dict[str, pd.Series]:
     return {str(r["experiment"]): r for _, r in summary.iterrows()}
-
-
-def _paper_rows(paper: pd.DataFrame | None) -> dict[str, pd.Series]:
-    from tedsnet.reporting.report import paper_experiment
-
-    if paper is None:
-        return {}
-    return {paper_experiment(str(r["model"])): r for _, r in paper.iterrows()}
 
 
 def _folds(row: pd.Series | None) -> float:
@@ -63,7 +53,8 @@ def jacobian_pattern(summary: pd.DataFrame, paper: pd.DataFrame | None) -> pd.Da
         paper_folds_pct, paper_folds, paper_topology_errors, agrees (both "any folds" and "any topology error"
         match the paper; None when a side is missing).
     """
-    ours, theirs = _by_experiment(summary), _paper_rows(paper)
+    ours, theirs = _by_experiment(summary), paper_rows(paper)
+    labels = summary_labels(summary)
     rows = []
     for e in (*FOLDING_ROWS, *DIFFEOMORPHIC_ROWS):
         o, p = ours.get(e), theirs.get(e)
@@ -78,7 +69,7 @@ def jacobian_pattern(summary: pd.DataFrame, paper: pd.DataFrame | None) -> pd.Da
         rows.append(
             {
                 "experiment": e,
-                "label": row_label(e),
+                "label": labels[e],
                 "folds_pct": folds,
                 "folds": _yes_no(folds),
                 "topology_errors": topo,
@@ -135,45 +126,23 @@ def _count(n: int, total: int) -> str:
     return f"{n}/{total}"
 
 
-def answer_questions(
-    summary: pd.DataFrame,
-    paper: pd.DataFrame | None,
-    curves: pd.DataFrame | None,
-    passing: list[str],
-    paper_epochs: int = PAPER_EPOCHS,
-) -> str:
-    """Markdown answering the reproduction questions from this run's Table 1, the paper's and the learning curves.
-
-    Parameters
-    ----------
-    summary : DataFrame
-        Table 1 summary (experiment, dice_mean, hd_px_mean, nonpos_jac_*_pct_mean, incorrect_topology, n_test).
-    paper : DataFrame or None
-        The paper's Table 1 (workflow/resources/paper_table1.csv).
-    curves : DataFrame or None
-        learning_curves.csv.
-    passing : list of str
-        Experiments past the under-training guard (:meth:`Verdict.passing`).
-    paper_epochs : int
-        The paper's epochs.
-    """
-    ours, theirs = _by_experiment(summary), _paper_rows(paper)
-    out = []
-
+def _answer_tedsnet_topology(ours: dict[str, pd.Series], passing: Collection[str]) -> str:
+    """Does TEDS-Net keep 100 % correct topology? No conclusion when it is below the under-training guard."""
+    question = "**Does TEDS-Net keep 100 % correct topology?** "
     teds = ours.get("tedsnet")
-    out.append("**Does TEDS-Net keep 100 % correct topology?** ")
     if teds is None:
-        out.append("Not run.\n")
-    else:
-        n, total = int(teds["incorrect_topology"]), int(teds["n_test"])
-        guard = "past the guard" if "tedsnet" in passing else "**below the guard** (no conclusion)"
-        verdict = "Yes" if n == 0 else "No"
-        out.append(
-            f"{verdict}: {_count(n, total)} test slices with incorrect topology (paper 0/100), mean Dice "
-            f"{teds['dice_mean']:.3f}, {guard}.\n"
-        )
+        return question + "Not run.\n"
+    n, total = int(teds["incorrect_topology"]), int(teds["n_test"])
+    counts = f"{_count(n, total)} test slices with incorrect topology (paper 0/100), mean Dice {teds['dice_mean']:.3f}"
+    if "tedsnet" not in passing:
+        return question + f"No conclusion: TEDS-Net is **below the under-training guard** ({counts}).\n"
+    return question + f"{'Yes' if n == 0 else 'No'}: {counts}, past the guard.\n"
 
-    out.append("\n**Do the U-Nets lose some topologies once trained past the guard?** ")
+
+def _answer_unet_topology(
+    ours: dict[str, pd.Series], theirs: dict[str, pd.Series], labels: dict[str, str], passing: Collection[str]
+) -> str:
+    """Do the U-Nets lose some topologies once past the guard? Each U-Net's count with its guard state."""
     parts = []
     for e in ("unet", "unet_smp"):
         o = ours.get(e)
@@ -181,115 +150,158 @@ def answer_questions(
             continue
         n, total = int(o["incorrect_topology"]), int(o["n_test"])
         state = "past the guard" if e in passing else "below the guard, so this says nothing about topology"
-        parts.append(
-            f"{row_label(e)}: {_count(n, total)} incorrect at mean Dice {o['dice_mean']:.3f} ({state})"
-        )
+        parts.append(f"{labels[e]}: {_count(n, total)} incorrect at mean Dice {o['dice_mean']:.3f} ({state})")
     p_unet = theirs.get("unet")
     if p_unet is not None:
         parts.append(f"paper U-Net: {int(p_unet['incorrect_topology'])}/{int(p_unet['n_test'])}")
-    out.append(("; ".join(parts) + ".\n") if parts else "Not run.\n")
+    answer = ("; ".join(parts) + ".\n") if parts else "Not run.\n"
+    return "\n**Do the U-Nets lose some topologies once trained past the guard?** " + answer
 
-    pattern = jacobian_pattern(summary, paper)
-    out.append(
-        "\n**Do A1-A3 show non-positive Jacobians and topology errors while A4-A6 and TEDS-Net show none?** "
+
+def _pattern_table(pattern: pd.DataFrame) -> str:
+    """The Jacobian pattern, ours beside the paper's, as Markdown."""
+
+    def percent(v: float) -> str:
+        return f"{v:.2f}" if np.isfinite(v) else "—"
+
+    def paper_count(v: float | None) -> str:
+        return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{int(v)}/100"
+
+    table = pd.DataFrame(
+        {
+            "Model": pattern["label"],
+            "max % |J| <= 0 (ours)": pattern["folds_pct"].map(percent),
+            "max % |J| <= 0 (paper)": pattern["paper_folds_pct"].map(percent),
+            "Incorrect topology (ours)": [
+                _count(int(a), int(b))
+                for a, b in zip(pattern["topology_errors"], pattern["n_test"], strict=True)
+            ],
+            "Incorrect topology (paper)": pattern["paper_topology_errors"].map(paper_count),
+            "As the paper's row": pattern["agrees"].map({True: "yes", False: "no", None: "—"}),
+        }
     )
-    if pattern.empty:
-        out.append("No ablation row in this run.\n")
-    else:
-        expected = pattern.assign(
-            expected=pattern["experiment"].map(lambda e: "yes" if e in FOLDING_ROWS else "no")
-        )
-        shown = [
-            f"{r['label']}: folds {r['folds']} ({r['folds_pct']:.2f} %), topology errors "
-            f"{_count(int(r['topology_errors']), int(r['n_test']))}"
-            for _, r in expected.iterrows()
-        ]
-        match = expected.apply(
-            lambda r: (
-                (r["folds"] == r["expected"]) and ((r["topology_errors"] > 0) == (r["expected"] == "yes"))
-            ),
-            axis=1,
-        )
-        agreeing = expected.loc[match, "label"].tolist()
-        differing = expected.loc[~match, "label"].tolist()
-        out.append("; ".join(shown) + ". ")
-        out.append(
-            f"As the paper's pattern predicts (folds and errors in A1-A3, neither in A4-A6 and TEDS-Net): "
-            f"{', '.join(agreeing) or 'none'}; otherwise: {', '.join(differing) or 'none'}.\n"
-        )
-        table = pd.DataFrame(
-            {
-                "Model": pattern["label"],
-                "max % |J| <= 0 (ours)": pattern["folds_pct"].map(
-                    lambda v: f"{v:.2f}" if np.isfinite(v) else "—"
-                ),
-                "max % |J| <= 0 (paper)": pattern["paper_folds_pct"].map(
-                    lambda v: f"{v:.2f}" if np.isfinite(v) else "—"
-                ),
-                "Incorrect topology (ours)": [
-                    _count(int(a), int(b))
-                    for a, b in zip(pattern["topology_errors"], pattern["n_test"], strict=True)
-                ],
-                "Incorrect topology (paper)": pattern["paper_topology_errors"].map(
-                    lambda v: (
-                        "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{int(v)}/100"
-                    )
-                ),
-                "As the paper's row": pattern["agrees"].map({True: "yes", False: "no", None: "—"}),
-            }
-        )
-        out.append("\n" + markdown_table(table))
-        out.append(
-            "As the paper's row: folds yes/no and topology errors yes/no both as in the paper's own numbers (any "
-            "value above 0 counts, so a trace such as the paper's 0.03 % for A5 counts as folding), whereas the "
-            "sentence above holds each row to the pattern the paper's text states.\n"
-        )
+    return markdown_table(table)
 
-    out.append("\n**Where do Dice and HD land against the paper?** ")
+
+def _answer_jacobian_pattern(summary: pd.DataFrame, paper: pd.DataFrame | None) -> list[str]:
+    """Do A1-A3 fold and lose topology while A4-A6 and TEDS-Net do not? Each row against the paper's pattern."""
+    out = [
+        "\n**Do A1-A3 show non-positive Jacobians and topology errors while A4-A6 and TEDS-Net show none?** "
+    ]
+    pattern = jacobian_pattern(summary, paper)
+    if pattern.empty:
+        return [*out, "No ablation row in this run.\n"]
+    expected = pattern.assign(
+        expected=pattern["experiment"].map(lambda e: "yes" if e in FOLDING_ROWS else "no")
+    )
+    shown = [
+        f"{r['label']}: folds {r['folds']} ({r['folds_pct']:.2f} %), topology errors "
+        f"{_count(int(r['topology_errors']), int(r['n_test']))}"
+        for _, r in expected.iterrows()
+    ]
+    match = expected.apply(
+        lambda r: (r["folds"] == r["expected"]) and ((r["topology_errors"] > 0) == (r["expected"] == "yes")),
+        axis=1,
+    )
+    agreeing = expected.loc[match, "label"].tolist()
+    differing = expected.loc[~match, "label"].tolist()
+    return [
+        *out,
+        "; ".join(shown) + ". ",
+        f"As the paper's pattern predicts (folds and errors in A1-A3, neither in A4-A6 and TEDS-Net): "
+        f"{', '.join(agreeing) or 'none'}; otherwise: {', '.join(differing) or 'none'}.\n",
+        "\n" + _pattern_table(pattern),
+        "As the paper's row: folds yes/no and topology errors yes/no both as in the paper's own numbers (any "
+        "value above 0 counts, so a trace such as the paper's 0.03 % for A5 counts as folding), whereas the "
+        "sentence above holds each row to the pattern the paper's text states.\n",
+    ]
+
+
+def _answer_dice_hd(ours: dict[str, pd.Series], theirs: dict[str, pd.Series], labels: dict[str, str]) -> str:
+    """Where do Dice and HD land against the paper? Ours beside the paper's, per row the paper has."""
     lines = []
     for e, o in ours.items():
         p = theirs.get(e)
         if p is None:
             continue
+        hd = f"{o['hd_px_mean']:.2f} px" if np.isfinite(o["hd_px_mean"]) else "N/A (every prediction empty)"
         lines.append(
-            f"{row_label(e)}: Dice {o['dice_mean']:.3f} vs {float(p['dice_mean']):.2f} "
-            f"({o['dice_mean'] - float(p['dice_mean']):+.3f}), HD {o['hd_px_mean']:.2f} px vs "
-            f"{float(p['hd_mean']):.2f}"
+            f"{labels[e]}: Dice {o['dice_mean']:.3f} vs {float(p['dice_mean']):.2f} "
+            f"({o['dice_mean'] - float(p['dice_mean']):+.3f}), HD {hd} vs {float(p['hd_mean']):.2f}"
         )
-    out.append(
-        ("; ".join(lines) + ". (The paper does not state HD's unit.)\n") if lines else "No paper row.\n"
-    )
+    answer = ("; ".join(lines) + ". (The paper does not state HD's unit.)\n") if lines else "No paper row.\n"
+    return "\n**Where do Dice and HD land against the paper?** " + answer
 
-    out.append("\n**How much of the gap is the reduced budget?** ")
+
+def _budget_markdown(budget: pd.DataFrame) -> str:
+    """Validation Dice against epochs and the share of the paper's image-steps, as Markdown."""
+    table = pd.DataFrame(
+        {
+            "Model": budget["label"],
+            "Epochs": budget["epochs"].astype(str),
+            "Image-steps": budget["images_seen"].map(lambda v: f"{v:,.0f}"),
+            "Share of paper": budget["paper_fraction"].map(lambda v: f"{v:.2%}"),
+            "Val Dice by epoch": budget["val_dice_by_epoch"].map(lambda d: " → ".join(f"{v:.3f}" for v in d)),
+            "Last gain": budget["last_gain"].map(lambda v: f"{v:+.3f}" if np.isfinite(v) else "—"),
+        }
+    )
+    return markdown_table(table)
+
+
+def _answer_budget(curves: pd.DataFrame | None, paper_epochs: int) -> list[str]:
+    """How much of the gap is the reduced budget? The share of the paper's training and who was still rising."""
+    out = ["\n**How much of the gap is the reduced budget?** "]
     budget = budget_table(curves, paper_epochs) if curves is not None and len(curves) else pd.DataFrame()
     if budget.empty:
-        out.append("No learning curves.\n")
-    else:
-        rising = budget.loc[budget["still_rising"], "label"].tolist()
-        fraction = budget["paper_fraction"]
-        out.append(
-            f"Each model saw {fraction.min():.1%}-{fraction.max():.1%} of the paper's image-steps "
-            f"({paper_epochs} epochs). Validation Dice was still rising at the last epoch (gain > {STILL_RISING}) "
-            f"for: {', '.join(rising) or 'none'}; a model still rising would gain more from the paper's budget, "
-            "so its gap to the paper is at least partly the budget.\n"
-        )
-        out.append(
-            "\n"
-            + markdown_table(
-                pd.DataFrame(
-                    {
-                        "Model": budget["label"],
-                        "Epochs": budget["epochs"].astype(str),
-                        "Image-steps": budget["images_seen"].map(lambda v: f"{v:,.0f}"),
-                        "Share of paper": budget["paper_fraction"].map(lambda v: f"{v:.2%}"),
-                        "Val Dice by epoch": budget["val_dice_by_epoch"].map(
-                            lambda d: " → ".join(f"{v:.3f}" for v in d)
-                        ),
-                        "Last gain": budget["last_gain"].map(
-                            lambda v: f"{v:+.3f}" if np.isfinite(v) else "—"
-                        ),
-                    }
-                )
-            )
-        )
+        return [*out, "No learning curves.\n"]
+    rising = budget.loc[budget["still_rising"], "label"].tolist()
+    fraction = budget["paper_fraction"]
+    return [
+        *out,
+        f"Each model saw {fraction.min():.1%}-{fraction.max():.1%} of the paper's image-steps "
+        f"({paper_epochs} epochs). Validation Dice was still rising at the last epoch (gain > {STILL_RISING}) "
+        f"for: {', '.join(rising) or 'none'}; a model still rising would gain more from the paper's budget, "
+        "so its gap to the paper is at least partly the budget.\n",
+        "\n" + _budget_markdown(budget),
+    ]
+
+
+def answer_questions(
+    summary: pd.DataFrame,
+    paper: pd.DataFrame | None,
+    curves: pd.DataFrame | None,
+    passing: Collection[str],
+    paper_epochs: int = PAPER_EPOCHS,
+) -> str:
+    """Markdown answering the reproduction questions from this run's Table 1, the paper's and the learning curves.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Table 1 summary (experiment, dice_mean, hd_px_mean, nonpos_jac_*_pct_mean, incorrect_topology, n_test;
+        label optional).
+    paper : DataFrame or None
+        The paper's Table 1 (:data:`tedsnet.reporting.paper.PAPER_TABLE1_COLUMNS`).
+    curves : DataFrame or None
+        learning_curves.csv (experiment, seed, epoch, images_seen, val_dice).
+    passing : collection of str
+        Experiments past the under-training guard (:meth:`tedsnet.reporting.verdict.Verdict.passing`); a row
+        below it gets no topology conclusion.
+    paper_epochs : int
+        The paper's epochs.
+
+    Returns
+    -------
+    str
+        One bold question per paragraph, each followed by its answer (and a table where one helps).
+    """
+    ours, theirs = _by_experiment(summary), paper_rows(paper)
+    labels = summary_labels(summary)
+    out = [
+        _answer_tedsnet_topology(ours, passing),
+        _answer_unet_topology(ours, theirs, labels, passing),
+        *_answer_jacobian_pattern(summary, paper),
+        _answer_dice_hd(ours, theirs, labels),
+        *_answer_budget(curves, paper_epochs),
+    ]
     return "".join(out)

@@ -14,15 +14,29 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from tedsnet.io import savefig_atomic
-from tedsnet.reporting.table1 import row_label
+from tedsnet.reporting.labels import row_label
 
 __all__ = ["images_seen", "plot_learning_curves", "read_histories"]
 
 
 def images_seen(history: pd.DataFrame, batch_size: int | None = None) -> pd.Series:
-    """Training images seen at the end of each history row (NaN when it cannot be known)."""
+    """Training images seen at the end of each history row.
+
+    Parameters
+    ----------
+    history : DataFrame
+        One training history (``images_seen``, ``images`` or ``step`` column).
+    batch_size : int, optional
+        Images per optimiser step, used with ``step``.
+
+    Returns
+    -------
+    Series
+        float, NaN when it cannot be known.
+    """
     for column in ("images_seen", "images"):
         if column in history.columns:
             return history[column].astype(float)
@@ -80,7 +94,21 @@ def read_histories(
 
 
 def plot_learning_curves(histories: pd.DataFrame, path: str | os.PathLike) -> Figure:
-    """Validation Dice vs epoch (left) and vs images seen (right); one colour per model, one line style per seed."""
+    """Draw validation Dice against epoch (left) and against training images seen (right), and save the figure.
+
+    Parameters
+    ----------
+    histories : DataFrame
+        :func:`read_histories` output.
+    path : path
+        Output file (PNG or PDF by suffix, written atomically).
+
+    Returns
+    -------
+    Figure
+        One colour per model (named by its display name in the legend), one line style per seed when there are
+        several; an untrained row (the prior) is a dashed horizontal line.
+    """
     sns.set_theme(style="whitegrid", context="paper")
     fig = Figure(figsize=(13, 4.5), layout="constrained")
     left, right = fig.subplots(1, 2)
@@ -107,6 +135,7 @@ def plot_learning_curves(histories: pd.DataFrame, path: str | os.PathLike) -> Fi
             right.text(0.5, 0.5, "images seen unknown", ha="center", va="center")
         if right.get_legend_handles_labels()[0]:
             right.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), fontsize=7)
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
     left.set(xlabel="epoch", ylabel="validation Dice", ylim=(0, 1))
     right.set(xlabel="training images seen", ylabel="validation Dice", ylim=(0, 1))
     savefig_atomic(fig, path, dpi=150)

@@ -1,4 +1,4 @@
-"""Paired tests of TEDS-Net against every other experiment (DESIGN.md section 4).
+"""Paired tests of TEDS-Net against every other experiment (the paper's paired t-test, and patient-level tests).
 
 For each other experiment and each metric (Dice, HD in px and mm by default):
 
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from tedsnet.reporting.table1 import TABLE1_LABELS, row_label
+from tedsnet.reporting.labels import TABLE1_LABELS, experiment_labels
 
 __all__ = ["STATS_COLUMNS", "paired_test", "paired_tests"]
 
@@ -100,8 +100,8 @@ def paired_tests(
     Parameters
     ----------
     metrics : DataFrame
-        Per-case rows of every experiment: experiment, case_id, patient_id, the metric columns (and optionally
-        seed).
+        Per-case rows of every experiment: experiment, case_id, patient_id, the metric columns (optionally seed,
+        and label: the display name of a method outside Table 1).
     reference : str
         The experiment tested against the others (TEDS-Net).
     others : sequence of str, optional
@@ -126,6 +126,7 @@ def paired_tests(
     if others is None:
         others = [e for e in TABLE1_LABELS if e in present and e != reference]
         others += [e for e in present if e not in others and e != reference]
+    labels = experiment_labels(metrics)
     rows = []
     for other in others:
         for metric in metric_names:
@@ -150,7 +151,7 @@ def paired_tests(
                     {
                         "reference": reference,
                         "other": other,
-                        "other_label": row_label(other),
+                        "other_label": labels.get(other, other),
                         "metric": metric,
                         "level": level,
                         "test": name,

@@ -1,4 +1,4 @@
-"""Table 1 of the paper from the per-case metrics of every experiment (DESIGN.md section 4).
+"""Table 1 of the paper from the per-case metrics of every experiment (paper Table 1).
 
 Rows (in this order, those present): prior (zero fields), U-Net (paper), U-Net (smp), VoxelMorph, A1-A6, TEDS-Net;
 experiments outside this list (a new method) follow in the order met. Columns: Dice, HD (px and mm), HD95,
@@ -16,40 +16,25 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from tedsnet.io import write_csv_atomic, write_text_atomic
+from tedsnet.reporting.labels import TABLE1_LABELS, experiment_labels
 
 __all__ = [
     "DISPLAY_COLUMNS",
     "SUMMARY_METRICS",
-    "TABLE1_LABELS",
+    "format_mean_std",
     "format_table1",
-    "row_label",
+    "markdown_table",
     "summarise_table1",
     "table1_latex",
     "table1_markdown",
     "write_table1",
 ]
-
-#: Experiment name -> row label of Table 1, in the table's order.
-TABLE1_LABELS: dict[str, str] = {
-    "prior": "Prior (zero fields)",
-    "unet": "U-Net (paper)",
-    "unet_smp": "U-Net (smp)",
-    "voxelmorph": "VoxelMorph",
-    "A1": "A1 no Gaussian / L_Grad / super upsample",
-    "A2": "A2 no Gaussian",
-    "A3": "A3 no L_Grad",
-    "A4": "A4 no super upsample",
-    "A5": "A5 bulk branch only",
-    "A6": "A6 fine-tune branch only",
-    "tedsnet": "TEDS-Net",
-}
 
 #: Per-case metric columns summarised by mean and std.
 SUMMARY_METRICS: tuple[str, ...] = (
@@ -76,21 +61,6 @@ DISPLAY_COLUMNS: tuple[tuple[str, str, int], ...] = (
 )
 
 _REQUIRED = ("experiment", "case_id", "correct_topology", *SUMMARY_METRICS)
-
-
-_VARIANT = re.compile(r"^(?P<base>.+?)_(?P<token>steps|radius)(?P<value>[0-9]+(?:\.[0-9]+)?)$")
-_TOKEN_NAMES = {"steps": "integration layers", "radius": "prior radius"}
-
-
-def row_label(experiment: str) -> str:
-    """Label of an experiment: Table 1's, ``"TEDS-Net (integration layers 4)"`` for a Figure 4 variant
-    (``tedsnet_steps4``, ``tedsnet_radius20``), else the name itself."""
-    if experiment in TABLE1_LABELS:
-        return TABLE1_LABELS[experiment]
-    match = _VARIANT.match(experiment)
-    if match and match["base"] in TABLE1_LABELS:
-        return f"{TABLE1_LABELS[match['base']]} ({_TOKEN_NAMES[match['token']]} {match['value']})"
-    return experiment
 
 
 def _check_metrics(metrics: pd.DataFrame) -> None:
@@ -128,7 +98,7 @@ def summarise_table1(
     parameters : mapping, optional
         Experiment -> trainable parameter count; overrides a ``parameters`` column.
     order : sequence of str, optional
-        Row order; default :data:`TABLE1_LABELS` order, other experiments after it.
+        Row order; default :data:`tedsnet.reporting.labels.TABLE1_LABELS` order, other experiments after it.
 
     Returns
     -------
@@ -141,17 +111,15 @@ def summarise_table1(
     frame = metrics.copy()
     if "seed" not in frame.columns:
         frame["seed"] = 0
+    labels = experiment_labels(frame)
     rows = []
     for experiment in _ordered_experiments(frame["experiment"].astype(str).tolist(), order):
         sub = frame[frame["experiment"].astype(str) == experiment]
         seeds = sorted(sub["seed"].unique().tolist())
         per_seed = sub.groupby("seed", sort=True)
-        label = row_label(experiment)
-        if label == experiment and "label" in sub.columns and sub["label"].notna().any():
-            label = str(sub["label"].dropna().iloc[0])  # a method outside Table 1: its registry label
         row: dict[str, object] = {
             "experiment": experiment,
-            "label": label,
+            "label": labels[experiment],
             "n_seeds": len(seeds),
             "n_cases": int(per_seed.size().max()),
         }

@@ -1,11 +1,9 @@
 """glibc malloc settings for processes that run the fp32 and fast speed modes: keep freed memory for reuse.
 
-A TEDS-Net training step allocates and frees hundreds of tensors of 0.1-7 MB. glibc serves blocks above its mmap
-threshold with fresh pages (mapped, zeroed by the kernel on first touch, unmapped on free) and returns the top of
-the heap to the system once more than the trim threshold is free, so every step pays those page faults again.
-Raising both thresholds keeps the memory in the heap for reuse: measured on the 2-core development CPU (paired,
-interleaved worker processes, 40 rounds), TEDS-Net training 1.12x faster in fp32 and 1.17x in fast mode (minor page
-faults per fp32 step 11,947 -> 440); the peak resident memory stays that of a step.
+A TEDS-Net training step allocates and frees hundreds of tensors of a few megabytes. glibc serves blocks above its
+mmap threshold with fresh pages (mapped, zeroed by the kernel on first touch, unmapped on free) and returns the top
+of the heap to the system once more than the trim threshold is free, so every step pays those page faults again.
+Raising both thresholds keeps the memory in the heap for reuse; the peak resident memory stays that of a step.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import sys
 M_TRIM_THRESHOLD = -1
 M_MMAP_THRESHOLD = -3
 #: Blocks up to this size come from the heap: glibc's largest allowed value on 64-bit systems (32 MiB), above every
-#: activation of the suite's models at batch 5 (at most 7.2 MB).
+#: activation of the suite's models at batch 5.
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
 #: Free memory the heap keeps before giving it back to the system.
 TRIM_THRESHOLD_BYTES = 1024 * 1024 * 1024
@@ -37,6 +35,7 @@ def keep_freed_memory() -> bool:
 
 
 def _set_thresholds() -> bool:
+    """Call glibc's ``mallopt`` for both thresholds; False where that is impossible or refused."""
     if not sys.platform.startswith("linux"):
         return False
     try:

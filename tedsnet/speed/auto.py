@@ -1,21 +1,14 @@
 """The ``auto`` speed mode: ``fast`` where bf16 convolutions beat float32 on this processor, ``fp32`` elsewhere.
 
 bf16 autocast (the ``fast`` mode, :mod:`tedsnet.speed.modes`) pays only where the processor runs bf16 dot products
-faster than float32 ones. On the two kinds of host of this suite's 2-core development machine (measured with
-``python -m tedsnet.speed.bench``), both with ``avx512_bf16``:
-
-- an AMD EPYC: ``fast`` trains TEDS-Net 1.26x faster than ``fp32``;
-- an Intel Xeon without AMX exposed: 0.81x. oneDNN's bf16 convolutions and matrix products run at about half
-  its float32 rate there (a 4096 x 4096 x 1024 product: 319 GFLOP/s float32, 159 bf16).
-
-Processor flags do not tell the two apart, so ``auto`` asks the processor: :func:`probe_bf16_convolutions` times
-the forward and backward of one 3 x 3 convolution per TEDS-Net encoder level (12 to 96 channels, 144 x 208 to 18 x
-26, batch 5), run as the speed modes run them, in float32 and under bf16 autocast, interleaved: 0.7-0.9 s on
-the Xeon host with 2 threads, 1.5 s with 1. :func:`resolve_speed_mode` picks ``fast`` when bf16 is at least
-:data:`MIN_BF16_SPEEDUP` times faster. On CUDA it picks ``fast`` where the device supports bf16. Like cuDNN's
+faster than float32 ones; processors that both report ``avx512_bf16`` can differ either way, so the flags cannot
+decide. ``auto`` therefore asks the processor: :func:`probe_bf16_convolutions` times the forward and backward of
+one 3 x 3 convolution per TEDS-Net encoder level (:data:`PROBE_LAYERS`, batch 5), run as the speed modes run
+them, in float32 and under bf16 autocast, interleaved. :func:`resolve_speed_mode` picks ``fast`` when bf16 is at
+least :data:`MIN_BF16_SPEEDUP` times faster. On CUDA it picks ``fast`` where the device supports bf16. Like cuDNN's
 benchmark mode, the choice can differ between machines (never the maths of either mode);
-:func:`tedsnet.training.engine.train` logs it, records the mode it ran in the checkpoint, and a resumed run keeps its
-mode.
+:func:`tedsnet.training.engine.train` logs it, records the mode it ran in the checkpoint, and a resumed run keeps
+its mode. ``docs/performance.md`` lists measured speed-ups.
 """
 
 from __future__ import annotations
@@ -60,6 +53,17 @@ def probe_bf16_convolutions(
     ``rounds`` timed passes each; a drift of the machine's speed falls on both alike. Torch's random state is
     left as it was (weights and inputs are drawn inside ``torch.random.fork_rng``). Uses the current
     ``torch.get_num_threads()``.
+
+    Parameters
+    ----------
+    batch : int
+        Images per probed input.
+    rounds : int
+        Timed passes per dtype.
+    warmup : int
+        Untimed passes per dtype first.
+    layers : sequence of (C, H, W)
+        The probed convolutions (C -> C channels at H x W).
 
     Returns
     -------
@@ -117,6 +121,16 @@ def resolve_speed_mode(
     -------
     SpeedModeChoice
         ``(mode, reason)``; the reason is one line for the log.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not one of :data:`REQUESTABLE_SPEED_MODES`.
+
+    Examples
+    --------
+    >>> resolve_speed_mode("fp32")
+    SpeedModeChoice(mode='fp32', reason='as requested')
     """
     if mode not in REQUESTABLE_SPEED_MODES:
         raise ValueError(f"speed mode must be one of {REQUESTABLE_SPEED_MODES}, got {mode!r}.")

@@ -1,12 +1,14 @@
-"""Throughput benchmark: ``python -m tedsnet.speed.bench`` prints and writes a CSV.
+"""Throughput benchmark of the suite's models in each speed mode; prints a summary and optionally writes a CSV.
+
+Run it as ``tedsnet-bench`` or ``python -m tedsnet.speed.bench`` (options: ``--help``).
 
 For each model (TEDS-Net, both U-Nets, VoxelMorph) and speed mode (:mod:`tedsnet.speed.modes`) it measures, at
 144 x 208 and batch 5 on the current device: the training step (forward + backward + Adam) and the inference
 forward, as median latency and spread (interquartile range) over repeated steps after warm-up, images/s, and the
 peak memory of a fresh process. It also times the per-case evaluation of 100 test cases (Betti numbers, Dice,
 Hausdorff, Jacobians of both fields), says which mode ``auto`` picks here (:mod:`tedsnet.speed.auto`), and records
-the torch version, threads, device, processor model and flags (hosts of one machine type differ: the ``fast``
-mode's bf16 convolutions pay off on some CPUs and not others).
+the torch version, threads, device, processor model and flags (the ``fast`` mode's bf16 convolutions pay off on
+some processors and not on others, so results are only comparable on the same machine).
 
 Every (model, mode) runs in its own worker process so that peak memory and allocator state are its own, and the
 modes of a model take turns in short bursts of consecutive steps (:func:`measure_modes`), so their ratios are
@@ -31,18 +33,34 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tedsnet.io import write_csv_atomic
 from tedsnet.speed.modes import SPEED_MODES
 
+#: Registry names of the benchmarked models.
 MODELS = ("tedsnet", "unet", "unet_smp", "voxelmorph")
+#: (H, W) of the benchmark's images: the protocol's slice size.
 SHAPE = (144, 208)
+
+#: Plain-text description for ``--help``.
+DESCRIPTION = """\
+Time the training step (forward + backward + Adam) and the inference forward
+of each model in each speed mode, at 144 x 208 on the chosen device. Each
+(model, mode) runs in its own worker process; the modes of a model take turns
+in short bursts of steps so that their ratios stay paired. Also times the
+per-case evaluation of 100 cases and reports which mode speed_mode=auto picks
+on this machine.
+
+Also available as: python -m tedsnet.speed.bench"""
 
 
 def _sync(device: torch.device) -> None:
+    """Wait for queued CUDA work so that a timer reads the whole step (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
 def _quartiles(times: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of ``times``."""
     q1, median, q3 = np.percentile(times, [25, 50, 75])
     return float(q1), float(median), float(q3)
 
@@ -130,6 +148,7 @@ class _Worker:
     """A ``--worker`` subprocess for one (model, mode)."""
 
     def __init__(self, name: str, mode: str, args: argparse.Namespace) -> None:
+        """Start the worker and wait for its ``READY <device>`` line."""
         command = [
             sys.executable, "-m", "tedsnet.speed.bench", "--worker", "--model", name, "--mode", mode,
             "--batch", str(args.batch), "--threads", str(args.threads), "--device", args.device,
@@ -141,6 +160,7 @@ class _Worker:
         self.device = self._answer().split(maxsplit=1)[1]
 
     def _answer(self) -> str:
+        """The worker's next line; RuntimeError with its stderr when it has died."""
         line = self.process.stdout.readline()
         if not line:
             self.process.kill()
@@ -148,11 +168,13 @@ class _Worker:
         return line.strip()
 
     def ask(self, command: str) -> str:
+        """Send one command line and return the answer line."""
         self.process.stdin.write(command + "\n")
         self.process.stdin.flush()
         return self._answer()
 
     def close(self) -> None:
+        """Close the worker's stdin (it exits) and wait for it."""
         self.process.stdin.close()
         self.process.wait(timeout=60)
 
@@ -169,12 +191,32 @@ def measure_modes(name: str, modes: list[str], args: argparse.Namespace) -> list
 
     One worker process per mode (so peak memory is each mode's own). After ``args.warmup`` steps each, every
     round runs a burst of ``args.burst`` consecutive steps of every mode, starting with a different mode each
-    round, so that a drift in the machine's speed (on shared virtual machines, +-30 % over minutes) falls on all
-    modes alike and their ratios stay paired. The first step of a burst follows the other workers' steps: its
-    threads have gone to sleep and its data left the caches, which cost 5-7 ms of a 46 ms fp32 TEDS-Net forward
-    on the 2-core Xeon host (measured). It is reported apart (``*_first_median_s``); the medians, spread and images/s
-    come from the ``burst - 1`` steps after it, back to back as in a training or prediction loop, at least
-    ``args.repeats`` of them. Training steps first, then inference forwards.
+    round, so that a drift in the machine's speed falls on all modes alike and their ratios stay paired. The first
+    step of a burst follows the other workers' steps (its threads have gone to sleep and its data left the caches),
+    so it is reported apart (``*_first_median_s``); the medians, spread and images/s come from the ``burst - 1``
+    steps after it, back to back as in a training or prediction loop, at least ``args.repeats`` of them. Training
+    steps first, then inference forwards.
+
+    Parameters
+    ----------
+    name : str
+        Registry name of the model (one of :data:`MODELS`).
+    modes : list of str
+        Speed modes to compare.
+    args : argparse.Namespace
+        ``batch``, ``warmup``, ``repeats``, ``burst``, ``threads`` and ``device``, as on the command line.
+
+    Returns
+    -------
+    list of dict
+        One row per mode: latencies in seconds, images/s, peak memory in MB.
+
+    Raises
+    ------
+    ValueError
+        If ``args.burst`` is below 2.
+    RuntimeError
+        If a worker process fails (its stderr is in the message).
     """
     burst = args.burst
     if burst < 2:
@@ -285,6 +327,7 @@ def auto_choice(device: str):
 
 
 def run(args: argparse.Namespace) -> pd.DataFrame:
+    """Benchmark every model and mode of ``args``, print one line each, and return the table of the CSV."""
     rows = []
     for name in args.models:
         for row in measure_modes(name, list(args.modes), args):
@@ -322,29 +365,61 @@ def run(args: argparse.Namespace) -> pd.DataFrame:
     return table
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tedsnet-bench``."""
     parser = argparse.ArgumentParser(
-        prog="python -m tedsnet.speed.bench", description=__doc__.splitlines()[0]
+        prog="tedsnet-bench",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
-    parser.add_argument("--modes", nargs="+", default=list(SPEED_MODES), choices=SPEED_MODES)
-    parser.add_argument("--batch", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument(
-        "--repeats", type=int, default=15, help="timed steps per model, mode and phase (at least)"
+        "--models",
+        nargs="+",
+        default=list(MODELS),
+        choices=MODELS,
+        metavar="MODEL",
+        help=f"models to benchmark, among {', '.join(MODELS)} (default: all)",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=list(SPEED_MODES),
+        choices=SPEED_MODES,
+        metavar="MODE",
+        help=f"speed modes to compare, among {', '.join(SPEED_MODES)} (default: all)",
+    )
+    parser.add_argument("--batch", type=int, default=5, help="images per step (default 5)")
+    parser.add_argument(
+        "--warmup", type=int, default=3, help="untimed steps per mode and phase first (default 3)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=15, help="timed steps per model, mode and phase, at least (default 15)"
     )
     parser.add_argument(
         "--burst",
         type=int,
         default=4,
-        help="consecutive steps a mode runs per round; the first is reported apart (default 4)",
+        help="consecutive steps a mode runs per round; the first is reported apart (default 4, at least 2)",
     )
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch CPU threads of every worker (default: all cores of this machine)",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA when present), cpu or cuda (default auto)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="CSV to write (default: print only)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model", help=argparse.SUPPRESS)
     parser.add_argument("--mode", help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tedsnet-bench``; returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.burst < 2 or args.repeats < 1:
         parser.error("--burst must be at least 2 and --repeats at least 1")
@@ -353,10 +428,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     table = run(args)
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".tmp")
-        table.to_csv(tmp, index=False, float_format="%.6g")
-        os.replace(tmp, args.out)
+        write_csv_atomic(table, args.out, float_format="%.6g")
         print(f"wrote {args.out}")
     return 0
 

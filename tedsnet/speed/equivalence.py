@@ -1,6 +1,7 @@
 """Do the speed modes change the results? Train, predict and evaluate the same runs in each mode, side by side.
 
-``python -m tedsnet.speed.equivalence --data results/default/data --out results/bench/speed_equivalence.csv``
+``tedsnet-speed-equivalence --data results/default/data --out results/bench/speed_equivalence.csv`` (or
+``python -m tedsnet.speed.equivalence``).
 
 For every experiment, speed mode and seed it trains from scratch on a prepared dataset (the phantom's, by
 default), predicts the test split in the same mode, and evaluates every test case as the workflow does. It writes
@@ -24,6 +25,16 @@ import pandas as pd
 
 from tedsnet.speed.modes import SPEED_MODES
 
+#: Plain-text description for ``--help``.
+DESCRIPTION = """\
+Do the speed modes change the results? For every experiment, speed mode and
+seed, train from scratch on a prepared dataset, predict the test split in the
+same mode and evaluate every test case; then compare each mode's mean over
+seeds with the reference mode's (the first of --modes) and say whether the
+difference lies within two standard errors. Finished runs are reused.
+
+Also available as: python -m tedsnet.speed.equivalence"""
+
 #: Per-run columns compared between modes.
 COMPARED = (
     "dice_mean",
@@ -46,14 +57,30 @@ def run_one(
     threads: int,
     threshold: float = 0.3,
 ) -> dict:
-    """Train (or resume), predict and evaluate one run; return its summary row."""
-    import torch
+    """Train (or resume), predict and evaluate one run; return its summary row.
 
-    from tedsnet.data.prepared import load_split
-    from tedsnet.evaluation.cases import evaluate_predictions
-    from tedsnet.inference.predict import predict
-    from tedsnet.speed.modes import apply_speed_mode
-    from tedsnet.training.checkpoint import load_checkpoint
+    Parameters
+    ----------
+    experiment : str
+        Registry name.
+    mode : str
+        Speed mode of training and prediction.
+    seed : int
+        Training seed.
+    data : Path
+        Prepared dataset folder holding ``train.npz``, ``val.npz`` and ``test.npz``.
+    work : Path
+        Folder of the run folders (``work/experiment/mode/seed<seed>``).
+    epochs, lr, threads : int, float, int
+        Training epochs, learning rate and torch CPU threads.
+    threshold : float
+        Binarisation threshold.
+
+    Returns
+    -------
+    dict
+        The run's row: the :data:`COMPARED` columns, training images/s, validation Dice and wall time.
+    """
     from tedsnet.training.engine import train
 
     out = work / experiment / mode / f"seed{seed}"
@@ -78,19 +105,7 @@ def run_one(
     train_rate = (
         float(trained["images_seen"].iloc[-1] / trained["seconds"].iloc[-1]) if len(trained) else math.nan
     )
-    model, exp = load_checkpoint(result.paths.best, device="cpu")
-    model = apply_speed_mode(model, mode)
-    test = load_split(data / "test.npz")
-    torch.set_num_threads(threads)
-    predictions = predict(
-        model,
-        test.images,
-        exp.prior(test.images.shape[1:]),
-        device="cpu",
-        threshold=threshold,
-        case_id=list(test.table["case_id"]),
-    )
-    cases = evaluate_predictions(predictions, test, experiment, seed=seed)
+    cases = _predict_and_evaluate(result.paths.best, experiment, mode, seed, data, threads, threshold)
     return {
         "experiment": experiment,
         "mode": mode,
@@ -109,6 +124,33 @@ def run_one(
     }
 
 
+def _predict_and_evaluate(
+    checkpoint: Path, experiment: str, mode: str, seed: int, data: Path, threads: int, threshold: float
+) -> pd.DataFrame:
+    """Per-case metrics of a checkpoint on ``data/test.npz``, predicted on the CPU in speed mode ``mode``."""
+    import torch
+
+    from tedsnet.data.prepared import load_split
+    from tedsnet.evaluation.cases import evaluate_predictions
+    from tedsnet.inference.predict import predict
+    from tedsnet.speed.modes import apply_speed_mode
+    from tedsnet.training.checkpoint import load_checkpoint
+
+    model, exp = load_checkpoint(checkpoint, device="cpu")
+    model = apply_speed_mode(model, mode)
+    test = load_split(data / "test.npz")
+    torch.set_num_threads(threads)
+    predictions = predict(
+        model,
+        test.images,
+        exp.prior(test.images.shape[1:]),
+        device="cpu",
+        threshold=threshold,
+        case_id=list(test.table["case_id"]),
+    )
+    return evaluate_predictions(predictions, test, experiment, seed=seed)
+
+
 def compare_modes(runs: pd.DataFrame, reference: str = "fp32") -> pd.DataFrame:
     """Per experiment, mode and metric: mean and std over seeds, the difference to ``reference``, and whether it
     is within two standard errors of a difference of means (``within_noise``; NaN metrics are skipped).
@@ -119,6 +161,12 @@ def compare_modes(runs: pd.DataFrame, reference: str = "fp32") -> pd.DataFrame:
         One row per run (experiment, mode, seed and the :data:`COMPARED` columns).
     reference : str
         The mode every other mode is compared with.
+
+    Returns
+    -------
+    DataFrame
+        One row per experiment, mode and metric: n_seeds, mean, std, reference_mean, difference, two_se,
+        within_noise.
     """
     rows = []
     for (experiment, mode), group in runs.groupby(["experiment", "mode"], sort=False):
@@ -154,23 +202,63 @@ def compare_modes(runs: pd.DataFrame, reference: str = "fp32") -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``tedsnet-speed-equivalence``."""
     parser = argparse.ArgumentParser(
-        prog="python -m tedsnet.speed.equivalence", description=__doc__.split("\n\n")[0]
+        prog="tedsnet-speed-equivalence",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--data", type=Path, default=Path("results/default/data"), help="prepared dataset folder"
+        "--data",
+        type=Path,
+        default=Path("results/default/data"),
+        help="prepared dataset folder with train.npz, val.npz, test.npz (default results/default/data)",
     )
     parser.add_argument(
-        "--work", type=Path, default=Path("results/bench/speed_equivalence"), help="run folders"
+        "--work",
+        type=Path,
+        default=Path("results/bench/speed_equivalence"),
+        help="folder of the run folders; finished runs there are reused (default results/bench/speed_equivalence)",
     )
-    parser.add_argument("--out", type=Path, default=Path("results/bench/speed_equivalence.csv"))
-    parser.add_argument("--experiments", nargs="+", default=["tedsnet", "unet"])
-    parser.add_argument("--modes", nargs="+", default=["fp32", "fast"], choices=SPEED_MODES)
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("results/bench/speed_equivalence.csv"),
+        help="per-run CSV to write; the comparison goes beside it as <name>_comparison.csv",
+    )
+    parser.add_argument(
+        "--experiments",
+        nargs="+",
+        default=["tedsnet", "unet"],
+        metavar="NAME",
+        help="registry names of the experiments to run (default: tedsnet unet)",
+    )
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["fp32", "fast"],
+        choices=SPEED_MODES,
+        metavar="MODE",
+        help=f"speed modes among {', '.join(SPEED_MODES)}; the first is the reference (default: fp32 fast)",
+    )
+    parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=[0, 1, 2],
+        metavar="SEED",
+        help="training seeds (default: 0 1 2)",
+    )
+    parser.add_argument("--epochs", type=int, default=1, help="training epochs per run (default 1)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="learning rate (default 1e-3)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads per run (default 1)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``tedsnet-speed-equivalence``; returns the exit status."""
+    parser = build_parser()
     args = parser.parse_args(argv)
     for name in ("train.npz", "val.npz", "test.npz"):
         if not (args.data / name).exists():

@@ -26,6 +26,7 @@ from torch.autograd.function import once_differentiable
 from tedsnet.network.functional import separable_window_max
 from tedsnet.speed.allocator import keep_freed_memory
 
+#: The speed modes, each described in the module docstring.
 SPEED_MODES = ("eager", "fp32", "fast")
 
 
@@ -34,7 +35,7 @@ DROPOUT_LEVELS = 1 << 16
 
 
 def _keep_array(x: Tensor, p: float) -> np.ndarray:
-    """Flat numpy bool array of ``x.numel()`` elements, True with probability ``1 - p`` (CPU draw, see below)."""
+    """Flat numpy bool array of ``x.numel()`` elements, True with probability ``1 - p`` (see dropout_keep_mask)."""
     seed = int(torch.randint(0, 2**62, (), dtype=torch.int64))
     n = x.numel()
     words = np.random.PCG64(seed).random_raw((n + 3) // 4)
@@ -46,9 +47,9 @@ def dropout_keep_mask(x: Tensor, p: float) -> Tensor:
 
     On CPU the bits come from numpy's PCG64, seeded by one draw from torch's default generator (so
     ``torch.manual_seed`` and saved torch RNG states reproduce the masks), as 16-bit uniform integers: four
-    masks per 64-bit draw, about 6x cheaper than ``torch.rand_like`` (torch's CPU generator, mt19937, is serial
-    and costs ~5 ns per float). The drop probability is ``p`` rounded to a multiple of 1/65536 (p = 0.2 ->
-    0.199997). On other devices it is ``torch.rand_like(x) >= p``.
+    masks per 64-bit draw, because torch's serial CPU generator (mt19937) makes ``torch.rand_like`` the cost of
+    dropout. The drop probability is ``p`` rounded to a multiple of 1/65536 (p = 0.2 -> 0.199997). On other
+    devices it is ``torch.rand_like(x) >= p``.
 
     Shapes: any -> the same, dtype bool.
     """
@@ -61,9 +62,8 @@ def dropout_multiplier(x: Tensor, p: float) -> Tensor:
     """``1 / (1 - p)`` where :func:`dropout_keep_mask` keeps an element, 0 where it drops it, in ``x``'s dtype.
 
     The same draw as :func:`dropout_keep_mask` (same generator state, same mask). ``x * dropout_multiplier(x,
-    p)`` is one vectorised product forward and one backward: ``torch.where`` on a bool mask, which it replaces,
-    took 2.5-3 ms per 5 x 12 x 144 x 208 float32 tensor on 2 threads against 0.3-0.4 ms for the product
-    (measured). The scale is rounded to ``x``'s dtype; for float32 that is what ``x * (1 / (1 - p))`` does.
+    p)`` is one vectorised product forward and one backward, cheaper than ``torch.where`` on a bool mask. The
+    scale is rounded to ``x``'s dtype; for float32 that is what ``x * (1 / (1 - p))`` does.
 
     Shapes: any -> the same, dtype of ``x``.
     """
@@ -78,8 +78,8 @@ class FastDropout(nn.Module):
     """Element-wise dropout whose mask comes from :func:`dropout_keep_mask` instead of ``bernoulli_``.
 
     Each element is kept with probability ``1 - p`` (to 1/65536 on CPU) and scaled by ``1 / (1 - p)`` (the
-    distribution of ``nn.Dropout``); in eval mode it is the identity. ``bernoulli_`` with a scalar probability is
-    not vectorised on CPU and made dropout about 12 % of a TEDS-Net training step. The kept elements are
+    distribution of ``nn.Dropout``); in eval mode it is the identity. It exists because ``bernoulli_`` with a
+    scalar probability is not vectorised on CPU. The kept elements are
     ``x * (1 / (1 - p))`` rounded to ``x``'s dtype, as in ``nn.Dropout``: one product with
     :func:`dropout_multiplier` when the scale is exact in that dtype (float32, or bf16 for p = 0.2), otherwise
     the 0/1 mask and then the scale.
@@ -110,8 +110,7 @@ class GroupInstanceNorm(nn.Module):
 
     The same statistics as ``nn.InstanceNorm2d(C, affine=False)`` (biased variance over H x W per image and
     channel; equal to float32 rounding, tested), but on CPU PyTorch's group-norm kernel is fused while instance
-    norm goes through a reshaped batch norm: measured ~10x faster forward and ~3x forward+backward at 5 x 12 x 144 x
-    208 on 2 threads.
+    norm goes through a reshaped batch norm.
 
     Shapes: (B, C, H, W) -> (B, C, H, W).
     """
@@ -161,15 +160,14 @@ class _ToContiguous(torch.autograd.Function):
 class ChannelsLastConv2d(nn.Conv2d):
     """``nn.Conv2d`` that runs channels-last on large CPU inputs, taking and returning NCHW tensors.
 
-    oneDNN's NCHW kernels are slow for the few-channel, large convolutions at the top of TEDS-Net: at 5 x 12 x
-    144 x 208 on 2 threads, 12 -> 12 channels, forward + backward took 27 ms NCHW and 12 ms channels-last
-    (measured; the layout copies cost ~0.5 ms each). Inputs with at least ``CHANNELS_LAST_MIN_PIXELS`` pixels on
-    CPU are copied to channels-last, convolved and copied back (the gradients too); smaller ones, where the copies
-    cost more than they save, run the plain convolution, as does every call without autograd (inference, where
-    the backward's gain is absent and the copies cancel the forward's: measured 67.1 vs 64.8 ms per TEDS-Net
-    forward of 5 images). Nor does a one-channel input (the image): it has no input gradient, and the weight
-    gradient took 4.2 ms channels-last vs 1.8 ms NCHW at 5 x 1 x 144 x 208 (measured; results bit-identical). The maths is the same convolution; only the order of
-    float32 sums differs. The rest of the network stays NCHW, where instance norm and bilinear resampling are fast.
+    oneDNN's NCHW kernels are slow for the few-channel, large convolutions at the top of TEDS-Net. Inputs with at
+    least :data:`CHANNELS_LAST_MIN_PIXELS` pixels on CPU, and at most :data:`CHANNELS_LAST_MAX_CHANNELS` channels,
+    are copied to channels-last, convolved and copied back (the gradients too). Everything else runs the plain
+    convolution: smaller inputs, where the copies cost more than they save; calls without autograd (inference,
+    where the backward's gain is absent and the copies cancel the forward's); and one-channel inputs (the image),
+    which have no input gradient and whose weight gradient is faster NCHW. The maths is the same convolution; only
+    the order of float32 sums differs. The rest of the network stays NCHW, where instance norm and bilinear
+    resampling are fast.
 
     Shapes: (B, C_in, H, W) -> (B, C_out, H', W'), NCHW-contiguous.
     """
@@ -194,6 +192,7 @@ class ChannelsLastConv2d(nn.Conv2d):
         return new.train(conv.training)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Convolve ``x`` (NCHW), channels-last inside when the rules of the class docstring say so."""
         if (
             not torch.is_grad_enabled()
             or x.device.type != "cpu"
@@ -243,8 +242,7 @@ class FastMaxPool2d(nn.Module):
     (:func:`~tedsnet.network.functional.separable_window_max`), and when the input needs a gradient the backward gives each
     window's gradient to its first maximum in row-major order, as ``max_pool2d``'s argmax does, found by comparing
     the saved input with the output instead of storing int64 indices (a window holding NaN sends its gradient to
-    its last element, where ``max_pool2d`` picks its last NaN). Measured at 2 threads on 5 x 12 x 144 x 208:
-    forward ~10x faster than ``max_pool2d`` without autograd, forward + backward 6.0 ms against 8.4 ms.
+    its last element, where ``max_pool2d`` picks its last NaN).
 
     Shapes: (B, C, H, W) -> (B, C, H // 2, W // 2).
     """
@@ -256,6 +254,7 @@ class FastMaxPool2d(nn.Module):
 
 
 def _enter_autocast(module: nn.Module, args) -> None:
+    """Forward pre-hook: enter autocast to the module's ``autocast_dtype``."""
     device_type = next(module.parameters()).device.type
     context = torch.autocast(device_type=device_type, dtype=module.autocast_dtype)
     context.__enter__()
@@ -263,6 +262,7 @@ def _enter_autocast(module: nn.Module, args) -> None:
 
 
 def _leave_autocast(module: nn.Module, args, output):
+    """Forward hook: leave autocast and, with ``autocast_float_outputs``, cast the output to float32."""
     module._autocast_contexts.pop().__exit__(None, None, None)
     return _to_float(output) if module.autocast_float_outputs else output
 
@@ -291,6 +291,7 @@ def autocast_features(
 
 
 def _to_float(value):
+    """Tensors (also inside lists and tuples) cast to float32; anything else unchanged."""
     if isinstance(value, Tensor):
         return value.float()
     if isinstance(value, (list, tuple)):
@@ -299,10 +300,13 @@ def _to_float(value):
 
 
 def _plain_instance_norm(module: nn.Module) -> bool:
+    """Whether ``module`` is exactly ``nn.InstanceNorm2d`` without affine parameters or running statistics."""
     return type(module) is nn.InstanceNorm2d and not module.affine and not module.track_running_stats
 
 
 def _plain_max_pool_2x2(module: nn.Module) -> bool:
+    """Whether ``module`` is exactly ``nn.MaxPool2d(2)`` (stride 2, no padding, dilation or indices)."""
+
     def pair(value):
         return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
@@ -337,8 +341,8 @@ def _feature_networks(model: nn.Module) -> Iterable[tuple[nn.Module, str, bool]]
     """(parent, attribute, float_outputs) of the convolutional feature networks of the suite's models.
 
     ``float_outputs`` is False for the encoders of TEDS-Net and the paper's U-Net, whose skips and bottleneck
-    go only to their (autocast) decoders: they stay bf16 rather than being cast to float32 and back (exact, so
-    the results are bit-identical; paired runs of the fast TEDS-Net training step measured 1.02-1.09x).
+    go only to their (autocast) decoders: they stay bf16 rather than being cast to float32 and back (the casts are
+    exact, so the results are bit-identical either way).
     """
     if hasattr(model, "encoder") and hasattr(
         model, "decoders"
@@ -370,6 +374,16 @@ def apply_speed_mode(model: nn.Module, mode: str) -> nn.Module:
     -------
     nn.Module
         The same object, with the same parameters, names and state-dict keys in every mode.
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is not one of :data:`SPEED_MODES`.
+
+    Examples
+    --------
+    >>> from tedsnet.network.model import TEDSNet
+    >>> model = apply_speed_mode(TEDSNet(), "fp32")
     """
     if mode not in SPEED_MODES:
         raise ValueError(f"apply_speed_mode: mode must be one of {SPEED_MODES}, got {mode!r}.")

@@ -1,28 +1,260 @@
-"""The checkpoint file: its format, how it is read, and how a model is rebuilt from it."""
+"""The checkpoint file: its format, the RNG state it carries, the checks before a run resumes from it, and how a
+model is rebuilt from it.
+
+A checkpoint is a ``dict`` written with ``torch.save`` and read with ``torch.load(weights_only=True)``: plain
+containers, numbers, strings and CPU tensors only, so reading one executes no code. Its keys:
+
+- ``format`` (:data:`CHECKPOINT_FORMAT`), ``version`` (:data:`CHECKPOINT_VERSION`), ``kind`` (``"best"`` or
+  ``"last"``), ``torch_version``;
+- ``experiment`` (``{"name", "base", "overrides"}``, enough to rebuild the model from the registry) and
+  ``experiment_config`` (:meth:`tedsnet.experiments.Experiment.config` at training time);
+- ``train_config`` (the training options and data fingerprints of the run), ``config_hash`` (:func:`config_hash`
+  of both configurations: the identity a resumed run must match) and ``image_size`` (``[H, W]``);
+- ``model_state`` (the plain model's state dict), ``optimizer_state`` (``None`` in ``best.pt``), ``rng``
+  (:func:`rng_states`);
+- ``epoch``, ``step``, ``images_seen``, ``elapsed_s``, ``history`` (the rows of history.csv so far) and ``best``
+  (``{"epoch", "val_dice"}``): a :class:`RunProgress`.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import math
 import os
+import random
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from tedsnet.device import resolve_device
 from tedsnet.experiments import EXPERIMENTS, Experiment, get_experiment
+from tedsnet.io import atomic_path
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "load_checkpoint", "read_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CHECKPOINT_VERSION",
+    "ResumeMismatchError",
+    "RunProgress",
+    "build_checkpoint",
+    "config_hash",
+    "load_checkpoint",
+    "read_checkpoint",
+    "read_train_config",
+    "resume_from",
+    "rng_states",
+    "save_checkpoint",
+    "set_rng_states",
+]
 
 #: Value of the ``"format"`` key of every checkpoint the suite writes.
 CHECKPOINT_FORMAT = "tedsnet-checkpoint"
 #: Version of the checkpoint layout.
 CHECKPOINT_VERSION = 1
 
+#: The fix a reader of a trained model's checkpoint is told when the file is missing or not a checkpoint.
+_FIX_FOR_INFERENCE = "pass the best.pt written by tedsnet training"
+#: The fix when the ``last.pt`` of a run to resume is unreadable.
+_FIX_FOR_RESUME = "delete it (or the model directory) to start again"
 
-def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+
+class ResumeMismatchError(ValueError):
+    """An existing ``last.pt`` belongs to another run than the one requested (another experiment, training
+    configuration or data), so training cannot resume from it.
+
+    The message names both runs, what differs, and the fixes (another ``out_dir``, deleting the old files, or
+    ``resume=False``).
+    """
+
+
+@dataclass
+class RunProgress:
+    """Where a training run stands at the end of an epoch (what a checkpoint records besides weights and RNG).
+
+    Attributes
+    ----------
+    epoch : int
+        Epochs completed (0 before the first).
+    step : int
+        Optimisation steps completed.
+    images_seen : int
+        Training images processed, counting repeats across epochs.
+    elapsed_s : float
+        Cumulative training wall time in seconds, including earlier, resumed runs.
+    history : list of dict
+        One row of history.csv per completed epoch.
+    best_epoch : int
+        Epoch of the best validation Dice so far (0: none yet, or an experiment that does not train).
+    best_val_dice : float
+        That Dice; ``-inf`` before the first validation.
+    """
+
+    epoch: int = 0
+    step: int = 0
+    images_seen: int = 0
+    elapsed_s: float = 0.0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int = 0
+    best_val_dice: float = -math.inf
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: Mapping[str, Any]) -> RunProgress:
+        """The progress recorded in a checkpoint dict (see the module docstring)."""
+        best = checkpoint["best"]
+        return cls(
+            epoch=int(checkpoint["epoch"]),
+            step=int(checkpoint["step"]),
+            images_seen=int(checkpoint["images_seen"]),
+            elapsed_s=float(checkpoint["elapsed_s"]),
+            history=list(checkpoint["history"]),
+            best_epoch=int(best["epoch"]),
+            best_val_dice=float(best["val_dice"]),
+        )
+
+
+def config_hash(experiment: Experiment, train_config: Mapping[str, Any]) -> str:
+    """The identity of a run: 16 hex digits of the SHA-256 of the experiment's and the training configuration.
+
+    Parameters
+    ----------
+    experiment : Experiment
+        Contributes :meth:`~tedsnet.experiments.Experiment.config`.
+    train_config : mapping
+        JSON-serialisable training options and data fingerprints (the checkpoint's ``train_config``).
+
+    Returns
+    -------
+    str
+        Equal for two runs exactly when both configurations are equal (key order does not matter).
+    """
+    identity = {"experiment": experiment.config(), "train": dict(train_config)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------------------- RNG state
+def rng_states() -> dict[str, Any]:
+    """The state of every random generator training draws from: torch (CPU, and CUDA when available), NumPy's
+    global generator and Python's ``random``, as plain containers that ``torch.load(weights_only=True)`` reads."""
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {
+            "bit_generator": numpy_state["bit_generator"],
+            "key": numpy_state["state"]["key"].tolist(),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_states(state: Mapping[str, Any]) -> None:
+    """Restore the generators from :func:`rng_states`' output (the CUDA states only where CUDA is available)."""
+    torch.set_rng_state(state["torch"])
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": numpy_state["bit_generator"],
+            "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32), "pos": numpy_state["pos"]},
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
+    # torch.load returns Python's state as lists; random.setstate needs (int, tuple, float | None).
+    python = state["python"]
+    random.setstate(tuple(python[:1]) + (tuple(python[1]),) + tuple(python[2:]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ----------------------------------------------------------------------------------------------- write and read
+def build_checkpoint(
+    kind: str,
+    *,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    experiment: Experiment,
+    train_config: Mapping[str, Any],
+    progress: RunProgress,
+) -> dict[str, Any]:
+    """The checkpoint dict of a run now, with the current RNG states.
+
+    Parameters
+    ----------
+    kind : {"best", "last"}
+        Recorded as ``kind``.
+    model : nn.Module
+        Its state dict is copied to the CPU.
+    optimizer : Optimizer or None
+        Its state dict, or None (``best.pt``, an experiment that does not train).
+    experiment : Experiment
+        The experiment trained.
+    train_config : mapping
+        The training configuration (must hold ``image_size``); hashed with the experiment by :func:`config_hash`.
+    progress : RunProgress
+        Epoch, step, images seen, elapsed time, history and best epoch.
+
+    Returns
+    -------
+    dict
+        The keys listed in the module docstring.
+    """
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "kind": kind,
+        "experiment": {
+            "name": experiment.name,
+            "base": experiment.base,
+            "overrides": dict(experiment.overrides),
+        },
+        "experiment_config": experiment.config(),
+        "train_config": dict(train_config),
+        "config_hash": config_hash(experiment, train_config),
+        "image_size": list(train_config["image_size"]),
+        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer_state": None if optimizer is None else optimizer.state_dict(),
+        "rng": rng_states(),
+        "epoch": int(progress.epoch),
+        "step": int(progress.step),
+        "images_seen": int(progress.images_seen),
+        "history": [dict(row) for row in progress.history],
+        "best": {"epoch": progress.best_epoch, "val_dice": progress.best_val_dice},
+        "elapsed_s": float(progress.elapsed_s),
+        "torch_version": str(torch.__version__),
+    }
+
+
+def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> None:
+    """Write a checkpoint dict atomically: ``path`` holds the previous file or the new one, never a partial one."""
+    with atomic_path(path) as tmp:
+        torch.save(checkpoint, tmp)
+
+
+def read_checkpoint(path: str | os.PathLike, *, fix: str = _FIX_FOR_INFERENCE) -> dict[str, Any]:
     """Load a checkpoint written by :func:`tedsnet.training.engine.train` (CPU tensors; no code is executed).
+
+    Parameters
+    ----------
+    path : path
+        ``best.pt`` or ``last.pt`` of a model directory.
+    fix : str
+        The remedy the error messages end with.
+
+    Returns
+    -------
+    dict
+        The checkpoint (keys in the module docstring).
 
     Raises
     ------
@@ -33,24 +265,108 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"checkpoint {path} does not exist; pass the best.pt of a trained model directory."
-        )
+        raise FileNotFoundError(f"checkpoint {path} does not exist; {fix}.")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every unreadable file gets the same clear message
+        first_line = str(error).splitlines()[0] if str(error) else ""
         raise ValueError(
-            f"checkpoint {path} is not readable as a tedsnet checkpoint ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else ''}); pass the best.pt written by tedsnet training."
+            f"checkpoint {path} is not readable as a tedsnet checkpoint ({type(error).__name__}: {first_line}); "
+            f"{fix}."
         ) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
-            f"checkpoint {path} is not a tedsnet checkpoint (format {CHECKPOINT_FORMAT!r} missing); pass the best.pt "
-            "written by tedsnet training."
+            f"checkpoint {path} is not a tedsnet checkpoint (format {CHECKPOINT_FORMAT!r} missing); {fix}."
         )
     return checkpoint
 
 
+# ------------------------------------------------------------------------------------------------------ resume
+def read_train_config(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``train_config`` of the checkpoint at ``path``; None when there is no file or it holds no readable
+    tedsnet training configuration."""
+    if not Path(path).is_file():
+        return None
+    try:
+        train_config = read_checkpoint(path, fix=_FIX_FOR_RESUME)["train_config"]
+    except (ValueError, KeyError):
+        return None
+    return dict(train_config) if isinstance(train_config, Mapping) else None
+
+
+def _differences(stored: Any, current: Mapping[str, Any]) -> list[str]:
+    """``key (stored X, now Y)`` for each key whose value differs between two configurations."""
+    stored = dict(stored) if isinstance(stored, Mapping) else {}
+    return [
+        f"{key} (stored {stored.get(key)!r}, now {current.get(key)!r})"
+        for key in sorted(set(stored) | set(current))
+        if stored.get(key) != current.get(key)
+    ]
+
+
+def _check_same_run(
+    checkpoint: Mapping[str, Any], path: Path, experiment: Experiment, train_config: Mapping[str, Any]
+) -> None:
+    """Raise :class:`ResumeMismatchError` unless ``checkpoint`` was written by this experiment and configuration."""
+    expected = config_hash(experiment, train_config)
+    if checkpoint.get("config_hash") == expected:
+        return
+    differences = _differences(checkpoint.get("experiment_config"), experiment.config())
+    differences += _differences(checkpoint.get("train_config"), train_config)
+    stored_name = (checkpoint.get("experiment") or {}).get("name")
+    raise ResumeMismatchError(
+        f"{path} belongs to another run (experiment {stored_name!r}, config hash {checkpoint.get('config_hash')}) "
+        f"than this one (experiment {experiment.name!r}, config hash {expected}); differing: "
+        f"{'; '.join(differences) or 'the configuration format'}. Use another out_dir, delete the old files, or "
+        "pass resume=False to start again."
+    )
+
+
+def resume_from(
+    path: str | os.PathLike,
+    *,
+    experiment: Experiment,
+    train_config: Mapping[str, Any],
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+) -> RunProgress:
+    """Continue a run from its ``last.pt``: check it is this run, then restore weights, optimiser and RNG states.
+
+    Parameters
+    ----------
+    path : path
+        The run's ``last.pt``.
+    experiment : Experiment
+        The experiment being trained.
+    train_config : mapping
+        Its training configuration, as :func:`build_checkpoint` records it.
+    model : nn.Module
+        Receives the stored weights (strictly).
+    optimizer : Optimizer
+        Receives the stored optimiser state.
+
+    Returns
+    -------
+    RunProgress
+        The progress at the end of the stored epoch.
+
+    Raises
+    ------
+    ResumeMismatchError
+        The checkpoint belongs to another experiment, training configuration or data.
+    ValueError
+        The file is not a readable tedsnet checkpoint (the message says to delete it).
+    """
+    path = Path(path)
+    checkpoint = read_checkpoint(path, fix=_FIX_FOR_RESUME)
+    _check_same_run(checkpoint, path, experiment, train_config)
+    model.load_state_dict(checkpoint["model_state"])
+    optimizer.load_state_dict(checkpoint["optimizer_state"])
+    set_rng_states(checkpoint["rng"])
+    return RunProgress.from_checkpoint(checkpoint)
+
+
+# ------------------------------------------------------------------------------------------------------- models
 def load_checkpoint(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, Experiment]:
@@ -70,6 +386,16 @@ def load_checkpoint(
     -------
     (nn.Module, Experiment)
         The model in eval mode, and its experiment.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_checkpoint`; also a ValueError when the experiment is not registered or the weights do not
+        fit it. A registry entry that changed since training only warns.
+
+    Examples
+    --------
+    >>> model, experiment = load_checkpoint("models/tedsnet/seed0/best.pt")  # doctest: +SKIP
     """
     checkpoint = read_checkpoint(path)
     info = checkpoint.get("experiment") or {}

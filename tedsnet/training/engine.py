@@ -1,4 +1,4 @@
-"""One training engine for every model of the registry (DESIGN.md section 2, issue 4).
+"""One training engine for every model of the registry.
 
 :func:`train` fits an :class:`~tedsnet.experiments.Experiment` on a prepared split with Adam and the experiment's
 loss ``L = seg_loss(Y, Y_hat) + beta * sum over the model's fields of L_Grad(field)`` (paper eq. 2), validates the
@@ -6,27 +6,34 @@ mean per-image hard Dice every epoch, and writes to ``out_dir``:
 
 - ``history.csv``: one row per epoch (:data:`HISTORY_COLUMNS`);
 - ``best.pt``: the weights with the best validation Dice (what inference uses);
-- ``last.pt``: everything needed to resume (model, optimiser, RNG states, epoch, step, history, configuration).
+- ``last.pt``: everything needed to resume (:mod:`tedsnet.training.checkpoint` owns the format).
+
+A run is a sequence of named steps over one frozen :class:`TrainConfig`: restore (or start), then per epoch the
+stop rules, one epoch of optimisation, validation and saving.
 
 Determinism and resume: the model is initialised after ``torch.manual_seed(seed)``; epoch ``e`` shuffles with
 ``numpy.random.default_rng([seed, e])`` and reseeds torch (dropout) from ``(seed, e)``, so an epoch depends only on
 the weights and optimiser state at its start. Checkpoints are written atomically at every epoch end; a process
 killed at any point and run again resumes from ``last.pt`` and ends with bit-identical weights on CPU (same torch
 build and thread count: CPU kernels may reduce in a different order with another number of threads).
+
+Logs: ``log`` receives one line per epoch (epoch, loss terms, validation Dice, seconds) plus a start and a stop
+line; a tqdm progress bar is drawn only when stderr is a terminal, so a log file holds no progress frames.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import functools
 import hashlib
-import json
 import logging
 import math
 import os
-import random
+import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -41,11 +48,18 @@ from tedsnet.network.losses import grad_loss
 from tedsnet.network.outputs import SegmentationOutput
 from tedsnet.speed.auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
 from tedsnet.speed.modes import apply_speed_mode
-from tedsnet.training.checkpoint import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
+from tedsnet.training.checkpoint import (
+    RunProgress,
+    build_checkpoint,
+    read_train_config,
+    resume_from,
+    save_checkpoint,
+)
 
 __all__ = [
     "HISTORY_COLUMNS",
     "NonFiniteLossError",
+    "TrainConfig",
     "TrainPaths",
     "TrainResult",
     "loss_terms",
@@ -86,6 +100,7 @@ class TrainPaths(NamedTuple):
 
     @classmethod
     def in_dir(cls, out_dir: str | os.PathLike) -> TrainPaths:
+        """``best.pt``, ``last.pt`` and ``history.csv`` inside ``out_dir``."""
         out = Path(out_dir)
         return cls(best=out / "best.pt", last=out / "last.pt", history=out / "history.csv")
 
@@ -120,7 +135,7 @@ class TrainResult(NamedTuple):
     resumed_from: int | None
 
 
-# ----------------------------------------------------------------------------------------------------- helpers
+# ------------------------------------------------------------------------------------------------------ data
 def _as_split(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
     """(images float32 (N, H, W), labels uint8 (N, H, W)) from a PreparedSplit-like object, a tuple or a path."""
     if isinstance(split, (str, os.PathLike)):
@@ -167,12 +182,8 @@ def _derived_seed(seed: int, epoch: int) -> int:
     return int(np.random.SeedSequence([int(seed), int(epoch), 0x7ED5]).generate_state(1, np.uint64)[0] >> 1)
 
 
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
-
-
 def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write history.csv atomically: :data:`HISTORY_COLUMNS`, ``None`` as an empty cell."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=HISTORY_COLUMNS)
         writer.writeheader()
@@ -180,40 +191,7 @@ def _write_history(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in HISTORY_COLUMNS})
 
 
-def _rng_states() -> dict[str, Any]:
-    numpy_state = np.random.get_state(legacy=False)
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {
-            "bit_generator": numpy_state["bit_generator"],
-            "key": numpy_state["state"]["key"].tolist(),
-            "pos": int(numpy_state["state"]["pos"]),
-            "has_gauss": int(numpy_state["has_gauss"]),
-            "gauss": float(numpy_state["gauss"]),
-        },
-        "python": random.getstate(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_states(state: Mapping[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    numpy_state = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": numpy_state["bit_generator"],
-            "state": {"key": np.asarray(numpy_state["key"], dtype=np.uint32), "pos": numpy_state["pos"]},
-            "has_gauss": numpy_state["has_gauss"],
-            "gauss": numpy_state["gauss"],
-        }
-    )
-    random.setstate(tuple(state["python"][:1]) + (tuple(state["python"][1]),) + tuple(state["python"][2:]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
+# ------------------------------------------------------------------------------------------------ loss, Dice
 def loss_terms(
     output: SegmentationOutput,
     target: Tensor,
@@ -221,7 +199,7 @@ def loss_terms(
     beta: float,
     grad_identity: bool = True,
 ) -> dict[str, Tensor]:
-    """The terms of eq. 2 for one batch.
+    """The terms of paper eq. 2 for one batch.
 
     Parameters
     ----------
@@ -273,7 +251,25 @@ def validate(
 ) -> tuple[float, float]:
     """Mean per-image hard Dice (``soft >= threshold``) and mean total loss on a split, in eval mode.
 
-    An image whose prediction and reference are both empty counts as Dice 1 (as :func:`tedsnet.evaluation.metrics.dice`).
+    An image whose prediction and reference are both empty counts as Dice 1 (as
+    :func:`tedsnet.evaluation.metrics.dice`). The model's train/eval mode is restored afterwards.
+
+    Parameters
+    ----------
+    model : nn.Module
+        ``model(x, prior) -> SegmentationOutput``.
+    images, labels : ndarray
+        float32 (N, H, W) and {0, 1} uint8 (N, H, W).
+    prior : Tensor
+        (1, 1, H, W) prior on ``device``.
+    batch_size : int
+        Images per forward pass.
+    device : torch.device
+        Where the model runs.
+    threshold : float
+        Binarisation threshold of the soft segmentation.
+    seg_loss, beta, grad_identity
+        As :func:`loss_terms`.
 
     Returns
     -------
@@ -300,59 +296,495 @@ def validate(
     return dice_sum / images.shape[0], loss_sum / images.shape[0]
 
 
-def _checkpoint(
+# ------------------------------------------------------------------------------------------- configuration
+def _as_experiment(experiment: Experiment | str) -> Experiment:
+    """The experiment itself, or the registry's experiment of that name."""
+    if isinstance(experiment, str):
+        experiment = get_experiment(experiment)
+    if not isinstance(experiment, Experiment):
+        raise TypeError(
+            f"train: experiment must be an Experiment or a name, got {type(experiment).__name__}."
+        )
+    return experiment
+
+
+def _check_options(
     *,
-    kind: str,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer | None,
-    experiment: Experiment,
-    config: Mapping[str, Any],
-    config_hash: str,
-    epoch: int,
-    step: int,
-    images_seen: int,
-    history: list[dict[str, Any]],
-    best: Mapping[str, Any],
-    elapsed: float,
-    image_size: tuple[int, int],
-) -> dict[str, Any]:
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "version": CHECKPOINT_VERSION,
-        "kind": kind,
-        "experiment": {
-            "name": experiment.name,
-            "base": experiment.base,
-            "overrides": dict(experiment.overrides),
-        },
-        "experiment_config": experiment.config(),
-        "train_config": dict(config),
-        "config_hash": config_hash,
-        "image_size": list(image_size),
-        "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "optimizer_state": None if optimizer is None else optimizer.state_dict(),
-        "rng": _rng_states(),
-        "epoch": int(epoch),
-        "step": int(step),
-        "images_seen": int(images_seen),
-        "history": [dict(row) for row in history],
-        "best": dict(best),
-        "elapsed_s": float(elapsed),
-        "torch_version": str(torch.__version__),
-    }
+    epochs: Any,
+    batch_size: Any,
+    lr: Any,
+    threshold: Any,
+    seg_loss: str,
+    time_budget_s: Any,
+    patience: Any,
+    speed_mode: str,
+) -> None:
+    """Raise ValueError for the first option of :func:`train` out of its range."""
+    if int(epochs) != epochs or epochs < 0:
+        raise ValueError(f"train: epochs must be a non-negative integer, got {epochs!r}.")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"train: batch_size must be a positive integer, got {batch_size!r}.")
+    if not lr > 0:
+        raise ValueError(f"train: lr must be > 0, got {lr!r}.")
+    if not 0 < threshold < 1:
+        raise ValueError(f"train: threshold must be in (0, 1), got {threshold!r}.")
+    if seg_loss not in SEG_LOSSES:
+        raise ValueError(f"train: seg_loss must be one of {sorted(SEG_LOSSES)}, got {seg_loss!r}.")
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"train: time_budget_s must be > 0 seconds or None, got {time_budget_s!r}.")
+    if patience is not None and patience < 1:
+        raise ValueError(f"train: patience must be >= 1 or None, got {patience!r}.")
+    if speed_mode not in REQUESTABLE_SPEED_MODES:
+        raise ValueError(f"train: speed_mode must be one of {REQUESTABLE_SPEED_MODES}, got {speed_mode!r}.")
 
 
-def _load_own_checkpoint(path: Path) -> dict[str, Any]:
+def _auto_speed_mode(last: Path | None, device: torch.device, say: Callable[[str], None]) -> str:
+    """``fp32`` or ``fast`` for ``speed_mode="auto"``: the mode of the run in ``last`` when there is one to
+    resume, otherwise :func:`tedsnet.speed.auto.resolve_speed_mode`'s choice (probed with the current threads)."""
+    if last is not None:
+        previous = (read_train_config(last) or {}).get("speed_mode")
+        if previous in ("fp32", "fast"):
+            say(f"speed mode auto: {previous}, the mode of the run in {last}")
+            return previous
+    choice = resolve_speed_mode("auto", device)
+    say(f"speed mode {choice.mode} ({choice.reason})")
+    return choice.mode
+
+
+@dataclass(frozen=True, eq=False)
+class TrainConfig:
+    """Everything that fixes one training run, validated once by :meth:`from_arguments` and never changed.
+
+    Attributes
+    ----------
+    experiment : Experiment
+        The experiment trained.
+    train_images, val_images : ndarray
+        float32 (N, H, W), C-contiguous, finite; both splits share H x W.
+    train_labels, val_labels : ndarray
+        uint8 (N, H, W) in {0, 1}.
+    epochs : int
+        Total epochs (>= 0), counting those of earlier, resumed runs.
+    batch_size : int
+        Images per optimisation step (>= 1).
+    lr : float
+        Adam learning rate (> 0).
+    seed : int
+        Seed of the initial weights, every epoch's shuffle and dropout.
+    device : torch.device
+        Where the model runs.
+    threshold : float
+        Binarisation threshold of the validation Dice, in (0, 1).
+    seg_loss : str
+        A key of :data:`tedsnet.experiments.SEG_LOSSES`.
+    speed_mode : str
+        The mode run: ``"eager"``, ``"fp32"`` or ``"fast"`` (``"auto"`` is resolved before construction).
+    resume : bool
+        Continue from an existing ``last.pt`` (True) or replace it (False).
+    time_budget_s : float or None
+        Stop once the cumulative training time reaches this many seconds.
+    patience : int or None
+        Stop after this many epochs without a better validation Dice.
+    progress_bar : bool
+        Draw a progress bar (only ever on a terminal).
+    """
+
+    experiment: Experiment
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    val_images: np.ndarray
+    val_labels: np.ndarray
+    epochs: int
+    batch_size: int
+    lr: float
+    seed: int
+    device: torch.device
+    threshold: float
+    seg_loss: str
+    speed_mode: str
+    resume: bool
+    time_budget_s: float | None
+    patience: int | None
+    progress_bar: bool
+
+    @classmethod
+    def from_arguments(
+        cls,
+        experiment: Experiment | str,
+        train_split: Any,
+        val_split: Any,
+        *,
+        last_run: Path,
+        say: Callable[[str], None],
+        **options: Any,
+    ) -> TrainConfig:
+        """Validate :func:`train`'s arguments and build the configuration.
+
+        ``options`` are :func:`train`'s keyword arguments ``epochs``, ``batch_size``, ``lr``, ``seed``, ``device``,
+        ``threshold``, ``seg_loss``, ``speed_mode``, ``resume``, ``time_budget_s``, ``patience`` and ``progress``.
+        ``speed_mode="auto"`` is resolved here (keeping the mode of the run in ``last_run`` when resuming one;
+        the choice goes to ``say``), so call it with the run's torch threads set.
+
+        Raises
+        ------
+        TypeError, ValueError
+            An experiment or split of the wrong type, an option out of range, or unsuitable data.
+        """
+        experiment = _as_experiment(experiment)
+        seg_loss = experiment.seg_loss if options["seg_loss"] is None else options["seg_loss"]
+        _check_options(
+            epochs=options["epochs"],
+            batch_size=options["batch_size"],
+            lr=options["lr"],
+            threshold=options["threshold"],
+            seg_loss=seg_loss,
+            time_budget_s=options["time_budget_s"],
+            patience=options["patience"],
+            speed_mode=options["speed_mode"],
+        )
+        train_images, train_labels = _as_split(train_split, "train_split")
+        val_images, val_labels = _as_split(val_split, "val_split")
+        if train_images.shape[1:] != val_images.shape[1:]:
+            raise ValueError(
+                f"train: train and val images must have the same H x W, got {train_images.shape[1:]} and "
+                f"{val_images.shape[1:]}."
+            )
+        device = resolve_device(options["device"])
+        speed_mode = options["speed_mode"]
+        if speed_mode == "auto":
+            speed_mode = _auto_speed_mode(last_run if options["resume"] else None, device, say)
+        return cls(
+            experiment=experiment,
+            train_images=train_images,
+            train_labels=train_labels,
+            val_images=val_images,
+            val_labels=val_labels,
+            epochs=int(options["epochs"]),
+            batch_size=int(options["batch_size"]),
+            lr=float(options["lr"]),
+            seed=int(options["seed"]),
+            device=device,
+            threshold=float(options["threshold"]),
+            seg_loss=seg_loss,
+            speed_mode=speed_mode,
+            resume=bool(options["resume"]),
+            time_budget_s=options["time_budget_s"],
+            patience=options["patience"],
+            progress_bar=bool(options["progress"]),
+        )
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(H, W) of every image."""
+        return int(self.train_images.shape[1]), int(self.train_images.shape[2])
+
+    @property
+    def n_train(self) -> int:
+        """Training images per epoch."""
+        return int(self.train_images.shape[0])
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimisation steps per epoch (the last batch may be smaller)."""
+        return math.ceil(self.n_train / self.batch_size)
+
+    @property
+    def seg_fn(self) -> Callable[[Tensor, Tensor], Tensor]:
+        """The segmentation loss ``(pred, target) -> scalar``."""
+        return SEG_LOSSES[self.seg_loss]
+
+    @cached_property
+    def record(self) -> dict[str, Any]:
+        """The JSON-serialisable configuration a checkpoint stores as ``train_config`` (data as fingerprints)."""
+        return {
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "seed": self.seed,
+            "threshold": self.threshold,
+            "seg_loss": self.seg_loss,
+            "optimizer": "Adam",
+            "speed_mode": self.speed_mode,
+            "image_size": list(self.image_size),
+            "train_data": _fingerprint(self.train_images, self.train_labels),
+            "val_data": _fingerprint(self.val_images, self.val_labels),
+            "n_train": self.n_train,
+            "n_val": int(self.val_images.shape[0]),
+        }
+
+
+# ------------------------------------------------------------------------------------------------ the steps
+def _epoch_line(name: str, row: Mapping[str, Any], epochs: int, improved: bool, seconds: float) -> str:
+    """The log line of one epoch: loss terms, validation Dice (``*``: a new best) and its seconds."""
+    terms = [f"seg {row['seg_loss']:.4f}"]
+    terms += [f"{key} {row[key]:.4g}" for key in ("grad_bulk", "grad_ft") if row[key] is not None]
+    return (
+        f"{name}: epoch {row['epoch']}/{epochs} loss {row['loss']:.4f} ({', '.join(terms)}) "
+        f"val Dice {row['val_dice']:.4f}{' *' if improved else ''} {seconds:.1f} s (total {row['seconds']:.0f} s)"
+    )
+
+
+class _TrainingRun:
+    """The mutable state of one run (model, optimiser, progress) and the steps that advance it."""
+
+    def __init__(
+        self,
+        config: TrainConfig,
+        paths: TrainPaths,
+        say: Callable[[str], None],
+        callback: Callable[[Mapping[str, Any]], None] | None,
+    ) -> None:
+        self.config, self.paths, self.say, self.callback = config, paths, say, callback
+        experiment = config.experiment
+        self.model = apply_speed_mode(experiment.build(seed=config.seed), config.speed_mode).to(config.device)
+        self.prior = experiment.prior_tensor(config.image_size, device=config.device)
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.progress = RunProgress()
+
+    def run(self) -> TrainResult:
+        """Restore or start, train the remaining epochs under the stop rules, and report."""
+        config = self.config
+        if not config.experiment.trains:
+            return self.record_untrained()
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        resumed_from = self.restore_or_start()
+        if config.epochs == 0 and resumed_from is None:
+            raise ValueError(
+                "train: epochs=0 with no earlier run in out_dir: nothing to train; use epochs >= 1."
+            )
+        stop_reason = self.train_epochs()
+        progress = self.progress
+        self.say(
+            f"{config.experiment.name}: stopped ({stop_reason}) after {len(progress.history)} epochs, "
+            f"{progress.elapsed_s:.0f} s; best val Dice {progress.best_val_dice:.4f} at epoch {progress.best_epoch}."
+        )
+        return TrainResult(
+            best_epoch=progress.best_epoch,
+            best_val_dice=progress.best_val_dice,
+            epochs_run=len(progress.history),
+            seconds=progress.elapsed_s,
+            paths=self.paths,
+            stop_reason=stop_reason,
+            resumed_from=resumed_from,
+        )
+
+    def record_untrained(self) -> TrainResult:
+        """An experiment that does not train: validate its initial model and save it as epoch 0."""
+        val_dice, val_loss = self.validate()
+        row = dict.fromkeys(HISTORY_COLUMNS)
+        row.update(epoch=0, step=0, images_seen=0, val_dice=val_dice, val_loss=val_loss, seconds=0.0, lr=0.0)
+        self.progress = RunProgress(history=[row], best_epoch=0, best_val_dice=val_dice)
+        state = self.checkpoint("best")
+        save_checkpoint(state, self.paths.best)
+        save_checkpoint({**state, "kind": "last"}, self.paths.last)
+        _write_history(self.progress.history, self.paths.history)
+        self.say(
+            f"{self.config.experiment.name}: not trained (trains=False); val Dice {val_dice:.4f}; "
+            f"wrote {self.paths.best}"
+        )
+        return TrainResult(0, val_dice, 0, 0.0, self.paths, "not_trained", None)
+
+    def restore_or_start(self) -> int | None:
+        """Resume from ``last.pt`` when asked and present (returns its epoch); otherwise start (returns None),
+        removing an earlier run's files when ``resume`` is False."""
+        config, paths = self.config, self.paths
+        if config.resume and paths.last.exists():
+            self.progress = resume_from(
+                paths.last,
+                experiment=config.experiment,
+                train_config=config.record,
+                model=self.model,
+                optimizer=self.optimizer,
+            )
+            self.say(
+                f"{config.experiment.name}: resuming from {paths.last} at epoch {self.progress.epoch} "
+                f"(step {self.progress.step})."
+            )
+            return self.progress.epoch
+        if not config.resume:
+            for path in paths:
+                path.unlink(missing_ok=True)
+        return None
+
+    def stop_rule(self, epoch: int) -> str | None:
+        """``"time_budget"`` or ``"early_stop"`` when the run must stop before ``epoch``; None to go on."""
+        config, progress = self.config, self.progress
+        if config.time_budget_s is not None and progress.elapsed_s >= config.time_budget_s:
+            return "time_budget"
+        if (
+            config.patience is not None
+            and progress.history
+            and epoch - 1 - progress.best_epoch >= config.patience
+        ):
+            return "early_stop"
+        return None
+
+    def train_epochs(self) -> str:
+        """Run epochs up to ``config.epochs`` until a stop rule fires; returns the stop reason."""
+        config = self.config
+        first = self.progress.epoch + 1
+        bar = self.progress_bar(config.epochs - self.progress.epoch)
+        self.say(
+            f"{config.experiment.name}: training epochs {first}..{config.epochs} on {config.device}, "
+            f"{config.n_train} images, batch {config.batch_size}, lr {config.lr:g}, loss {config.seg_loss} + "
+            f"{float(config.experiment.beta):g} * L_Grad, seed {config.seed}."
+        )
+        try:
+            for epoch in range(first, config.epochs + 1):
+                reason = self.stop_rule(epoch)
+                if reason is not None:
+                    return reason
+                epoch_start = time.perf_counter()
+                sums = self.train_one_epoch(epoch, bar)
+                self.end_epoch(epoch, sums, epoch_start)
+        finally:
+            if bar is not None:
+                bar.close()
+        return "completed"
+
+    def progress_bar(self, epochs_left: int) -> Any:
+        """A tqdm bar over the remaining steps, or None (not asked, nothing to do, or stderr is not a terminal)."""
+        if not (self.config.progress_bar and epochs_left > 0 and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=epochs_left * self.config.steps_per_epoch,
+            desc=self.config.experiment.name,
+            unit="step",
+            dynamic_ncols=True,
+            leave=False,
+        )
+
+    def train_one_epoch(self, epoch: int, bar: Any) -> dict[str, float]:
+        """Shuffle, reseed dropout and take the epoch's steps; returns each loss term summed over its images."""
+        config = self.config
+        order = np.random.default_rng([config.seed, epoch]).permutation(config.n_train)
+        torch.manual_seed(_derived_seed(config.seed, epoch))
+        self.model.train()
+        sums: dict[str, float] = {}
+        for batch in range(config.steps_per_epoch):
+            index = np.sort(order[batch * config.batch_size : (batch + 1) * config.batch_size])
+            values = self.train_step(epoch, batch, index)
+            for key, value in values.items():
+                sums[key] = sums.get(key, 0.0) + value * len(index)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{values['loss']:.4f}", refresh=False)
+            if self.callback is not None:
+                self.callback(
+                    {"epoch": epoch, "step": self.progress.step, "batch": batch + 1, "loss": values["loss"]}
+                )
+        return sums
+
+    def train_step(self, epoch: int, batch: int, index: np.ndarray) -> dict[str, float]:
+        """One optimisation step on the images ``index``; returns the loss terms as floats.
+
+        Raises
+        ------
+        NonFiniteLossError
+            The loss is NaN or infinite (before the step is taken).
+        """
+        config, progress = self.config, self.progress
+        x = torch.from_numpy(config.train_images[index]).to(config.device)[:, None]
+        y = torch.from_numpy(config.train_labels[index]).to(config.device)[:, None].float()
+        experiment = config.experiment
+        output = self.model(x, self.prior)
+        terms = loss_terms(output, y, config.seg_fn, float(experiment.beta), experiment.grad_identity)
+        loss = terms["loss"]
+        if not torch.isfinite(loss):
+            values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            kept = (
+                f"last good checkpoint {self.paths.last} (epoch {epoch - 1})"
+                if self.paths.last.exists()
+                else "no checkpoint was written yet"
+            )
+            raise NonFiniteLossError(
+                f"{config.experiment.name}: non-finite loss at epoch {epoch}, step {progress.step + 1} (batch "
+                f"{batch + 1} of {config.steps_per_epoch}): {values}. Training stopped; {kept}. Try a lower lr or "
+                "check the data."
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        progress.step += 1
+        progress.images_seen += len(index)
+        return {key: float(value.detach()) for key, value in terms.items()}
+
+    def validate(self) -> tuple[float, float]:
+        """(val Dice, val loss) of the current model on the validation split."""
+        config = self.config
+        return validate(
+            self.model,
+            config.val_images,
+            config.val_labels,
+            self.prior,
+            batch_size=config.batch_size,
+            device=config.device,
+            threshold=config.threshold,
+            seg_loss=config.seg_fn,
+            beta=float(config.experiment.beta),
+            grad_identity=config.experiment.grad_identity,
+        )
+
+    def end_epoch(self, epoch: int, sums: Mapping[str, float], epoch_start: float) -> None:
+        """Validate, record the epoch's history row, save the checkpoints and log the epoch's line."""
+        config, progress = self.config, self.progress
+        val_dice, val_loss = self.validate()
+        seconds = time.perf_counter() - epoch_start
+        progress.elapsed_s += seconds
+        n = config.n_train
+        row = {
+            "epoch": epoch,
+            "step": progress.step,
+            "images_seen": progress.images_seen,
+            "loss": sums["loss"] / n,
+            "seg_loss": sums["seg_loss"] / n,
+            "grad_bulk": sums["grad_bulk"] / n if "grad_bulk" in sums else None,
+            "grad_ft": sums["grad_ft"] / n if "grad_ft" in sums else None,
+            "val_dice": val_dice,
+            "val_loss": val_loss,
+            "seconds": round(progress.elapsed_s, 3),
+            "lr": self.optimizer.param_groups[0]["lr"],
+        }
+        progress.history.append(row)
+        progress.epoch = epoch
+        improved = val_dice > progress.best_val_dice
+        if improved:
+            progress.best_epoch, progress.best_val_dice = epoch, val_dice
+        self.save(improved=improved)
+        self.say(_epoch_line(config.experiment.name, row, config.epochs, improved, seconds))
+
+    def checkpoint(self, kind: str) -> dict[str, Any]:
+        """The checkpoint dict of the run now."""
+        return build_checkpoint(
+            kind,
+            model=self.model,
+            optimizer=self.optimizer,
+            experiment=self.config.experiment,
+            train_config=self.config.record,
+            progress=self.progress,
+        )
+
+    def save(self, *, improved: bool) -> None:
+        """Write best.pt (when ``improved``; without optimiser state), last.pt and history.csv, each atomically."""
+        state = self.checkpoint("last")
+        if improved:
+            save_checkpoint({**state, "kind": "best", "optimizer_state": None}, self.paths.best)
+        save_checkpoint(state, self.paths.last)
+        _write_history(self.progress.history, self.paths.history)
+
+
+@contextlib.contextmanager
+def _torch_threads(num_threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(num_threads)`` (None: unchanged), restoring the count after."""
+    previous = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(int(num_threads))
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is reported the same way
-        raise ValueError(
-            f"cannot read checkpoint {path} ({type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''})"
-            "; delete it (or the model directory) to start again."
-        ) from error
-    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a tedsnet training checkpoint (no format={CHECKPOINT_FORMAT!r}).")
-    return checkpoint
+        yield
+    finally:
+        if num_threads is not None:
+            torch.set_num_threads(previous)
 
 
 # ------------------------------------------------------------------------------------------------------- train
@@ -406,10 +838,10 @@ def train(
     num_threads : int, optional
         ``torch.set_num_threads`` for the run (restored afterwards).
     progress : bool
-        Show a tqdm progress bar (stderr).
+        Show a tqdm progress bar on stderr when stderr is a terminal (never in a log file).
     log : callable, optional
-        ``log(message)`` for one line per epoch and the start/stop messages; default the ``tedsnet.training.engine``
-        logger at INFO.
+        ``log(message)`` for one line per epoch (epoch, loss terms, validation Dice, seconds) and the start/stop
+        messages; default the ``tedsnet.training.engine`` logger at INFO.
     resume : bool
         True: continue from ``out_dir/last.pt`` when it exists (it must match this experiment and configuration).
         False: start from scratch, replacing existing files.
@@ -418,7 +850,8 @@ def train(
     patience : int, optional
         Stop when the validation Dice has not improved for this many epochs.
     callback : callable, optional
-        Called after every optimisation step with a mapping ``{"epoch", "step", "batch", "loss"}``.
+        Called after every optimisation step with a mapping ``{"epoch", "step", "batch", "loss"}`` (``loss`` a
+        float).
     speed_mode : {"fp32", "eager", "fast", "auto"}
         How the model runs (:mod:`tedsnet.speed.modes`): ``fp32`` (default) is the plain model's maths with cheaper
         dropout masks; ``eager`` the plain model; ``fast`` adds bf16 autocast on the convolutional feature
@@ -436,312 +869,25 @@ def train(
     NonFiniteLossError
         (a FloatingPointError) when the loss is NaN or infinite; names epoch and step; the checkpoints of the
         last completed epoch are kept.
+    tedsnet.training.checkpoint.ResumeMismatchError
+        (a ValueError) ``resume`` is True and ``out_dir/last.pt`` belongs to another experiment, configuration or
+        data; the message names both runs, what differs, and the fix.
     ValueError
-        Invalid arguments or data, or an existing last.pt from another experiment/configuration (the message
-        names both and the fix).
+        Invalid arguments or data, or an unreadable ``last.pt``.
+
+    Examples
+    --------
+    >>> result = train("tedsnet", "data/train.npz", "data/val.npz", "models/tedsnet/seed0", epochs=2)  # doctest: +SKIP
+    >>> result.best_epoch, result.paths.best  # doctest: +SKIP
     """
-    if isinstance(experiment, str):
-        experiment = get_experiment(experiment)
-    if not isinstance(experiment, Experiment):
-        raise TypeError(
-            f"train: experiment must be an Experiment or a name, got {type(experiment).__name__}."
-        )
-    if int(epochs) != epochs or epochs < 0:
-        raise ValueError(f"train: epochs must be a non-negative integer, got {epochs!r}.")
-    if int(batch_size) != batch_size or batch_size < 1:
-        raise ValueError(f"train: batch_size must be a positive integer, got {batch_size!r}.")
-    if not lr > 0:
-        raise ValueError(f"train: lr must be > 0, got {lr!r}.")
-    if not 0 < threshold < 1:
-        raise ValueError(f"train: threshold must be in (0, 1), got {threshold!r}.")
-    seg_loss = experiment.seg_loss if seg_loss is None else seg_loss
-    if seg_loss not in SEG_LOSSES:
-        raise ValueError(f"train: seg_loss must be one of {sorted(SEG_LOSSES)}, got {seg_loss!r}.")
-    if time_budget_s is not None and not time_budget_s > 0:
-        raise ValueError(f"train: time_budget_s must be > 0 seconds or None, got {time_budget_s!r}.")
-    if patience is not None and patience < 1:
-        raise ValueError(f"train: patience must be >= 1 or None, got {patience!r}.")
-    if speed_mode not in REQUESTABLE_SPEED_MODES:
-        raise ValueError(f"train: speed_mode must be one of {REQUESTABLE_SPEED_MODES}, got {speed_mode!r}.")
-    epochs, batch_size, seed = int(epochs), int(batch_size), int(seed)
     say = log if log is not None else LOGGER.info
-
-    train_images, train_labels = _as_split(train_split, "train_split")
-    val_images, val_labels = _as_split(val_split, "val_split")
-    if train_images.shape[1:] != val_images.shape[1:]:
-        raise ValueError(
-            f"train: train and val images must have the same H x W, got {train_images.shape[1:]} and "
-            f"{val_images.shape[1:]}."
-        )
-    image_size = (int(train_images.shape[1]), int(train_images.shape[2]))
-    device = resolve_device(device)
     paths = TrainPaths.in_dir(out_dir)
-    paths.best.parent.mkdir(parents=True, exist_ok=True)
-    previous_threads = torch.get_num_threads()
-    if num_threads is not None:
-        torch.set_num_threads(int(num_threads))
-    try:
-        if speed_mode == "auto":  # probed with the run's threads
-            speed_mode = _auto_speed_mode(paths.last if resume else None, device, say)
-        config = {
-            "batch_size": batch_size,
-            "lr": float(lr),
-            "seed": seed,
-            "threshold": float(threshold),
-            "seg_loss": seg_loss,
-            "optimizer": "Adam",
-            "speed_mode": speed_mode,
-            "image_size": list(image_size),
-            "train_data": _fingerprint(train_images, train_labels),
-            "val_data": _fingerprint(val_images, val_labels),
-            "n_train": int(train_images.shape[0]),
-            "n_val": int(val_images.shape[0]),
-        }
-        config_hash = hashlib.sha256(
-            json.dumps({"experiment": experiment.config(), "train": config}, sort_keys=True).encode()
-        ).hexdigest()[:16]
-        return _run(
-            experiment=experiment,
-            train_data=(train_images, train_labels),
-            val_data=(val_images, val_labels),
-            paths=paths,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=float(lr),
-            seed=seed,
-            device=device,
-            threshold=float(threshold),
-            seg_fn=SEG_LOSSES[seg_loss],
-            config=config,
-            config_hash=config_hash,
-            image_size=image_size,
-            progress=progress,
-            say=say,
-            resume=resume,
-            time_budget_s=time_budget_s,
-            patience=patience,
-            callback=callback,
-            speed_mode=speed_mode,
-        )
-    finally:
-        if num_threads is not None:
-            torch.set_num_threads(previous_threads)
-
-
-def _auto_speed_mode(last: Path | None, device: torch.device, say: Callable[[str], None]) -> str:
-    """``fp32`` or ``fast`` for ``speed_mode="auto"``: the mode of the run in ``last`` when there is one to
-    resume, otherwise :func:`tedsnet.speed.auto.resolve_speed_mode`'s choice (probed with the current threads)."""
-    if last is not None and last.exists():
-        try:
-            previous = _load_own_checkpoint(last)["train_config"]["speed_mode"]
-        except (ValueError, KeyError, TypeError):
-            previous = None  # not resumable: _run reports it
-        if previous in ("fp32", "fast"):
-            say(f"speed mode auto: {previous}, the mode of the run in {last}")
-            return previous
-    choice = resolve_speed_mode("auto", device)
-    say(f"speed mode {choice.mode} ({choice.reason})")
-    return choice.mode
-
-
-def _run(
-    *,
-    experiment: Experiment,
-    train_data: tuple[np.ndarray, np.ndarray],
-    val_data: tuple[np.ndarray, np.ndarray],
-    paths: TrainPaths,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    seed: int,
-    device: torch.device,
-    threshold: float,
-    seg_fn: Callable[[Tensor, Tensor], Tensor],
-    config: Mapping[str, Any],
-    config_hash: str,
-    image_size: tuple[int, int],
-    progress: bool,
-    say: Callable[[str], None],
-    resume: bool,
-    time_budget_s: float | None,
-    patience: int | None,
-    callback: Callable[[Mapping[str, Any]], None] | None,
-    speed_mode: str,
-) -> TrainResult:
-    train_images, train_labels = train_data
-    val_images, val_labels = val_data
-    model = apply_speed_mode(experiment.build(seed=seed), speed_mode).to(device)
-    prior = experiment.prior_tensor(image_size, device=device)
-    beta = float(experiment.beta)
-    common = {
-        "experiment": experiment,
-        "config": config,
-        "config_hash": config_hash,
-        "image_size": image_size,
-    }
-
-    run_validation = functools.partial(
-        validate,
-        model,
-        val_images,
-        val_labels,
-        prior,
-        batch_size=batch_size,
-        device=device,
-        threshold=threshold,
-        seg_loss=seg_fn,
-        beta=beta,
-        grad_identity=experiment.grad_identity,
-    )
-
-    if not experiment.trains:
-        val_dice, val_loss = run_validation()
-        row = dict.fromkeys(HISTORY_COLUMNS)
-        row.update(epoch=0, step=0, images_seen=0, val_dice=val_dice, val_loss=val_loss, seconds=0.0, lr=0.0)
-        best = {"epoch": 0, "val_dice": val_dice}
-        state = _checkpoint(
-            kind="best", model=model, optimizer=None, epoch=0, step=0, images_seen=0, history=[row],
-            best=best, elapsed=0.0, **common,
+    with _torch_threads(num_threads):
+        config = TrainConfig.from_arguments(
+            experiment, train_split, val_split, last_run=paths.last, say=say,
+            epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, threshold=threshold,
+            seg_loss=seg_loss, speed_mode=speed_mode, resume=resume, time_budget_s=time_budget_s,
+            patience=patience, progress=progress,
         )  # fmt: skip
-        _atomic_torch_save(state, paths.best)
-        _atomic_torch_save({**state, "kind": "last"}, paths.last)
-        _write_history([row], paths.history)
-        say(f"{experiment.name}: not trained (trains=False); val Dice {val_dice:.4f}; wrote {paths.best}")
-        return TrainResult(0, val_dice, 0, 0.0, paths, "not_trained", None)
-
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    start_epoch, step, images_seen, elapsed = 0, 0, 0, 0.0
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"epoch": 0, "val_dice": -math.inf}
-    resumed_from = None
-    if resume and paths.last.exists():
-        checkpoint = _load_own_checkpoint(paths.last)
-        if checkpoint.get("config_hash") != config_hash:
-            raise ValueError(
-                f"{paths.last} belongs to another run (experiment {checkpoint.get('experiment', {}).get('name')!r}, "
-                f"config hash {checkpoint.get('config_hash')}) than this one (experiment {experiment.name!r}, "
-                f"config hash {config_hash}; train config {dict(config)}). Use another out_dir, delete the old "
-                "files, or pass resume=False to start again."
-            )
-        model.load_state_dict(checkpoint["model_state"])
-        optimizer.load_state_dict(checkpoint["optimizer_state"])
-        _set_rng_states(checkpoint["rng"])
-        start_epoch, step = int(checkpoint["epoch"]), int(checkpoint["step"])
-        images_seen, elapsed = int(checkpoint["images_seen"]), float(checkpoint["elapsed_s"])
-        history, best = list(checkpoint["history"]), dict(checkpoint["best"])
-        resumed_from = start_epoch
-        say(f"{experiment.name}: resuming from {paths.last} at epoch {start_epoch} (step {step}).")
-    elif not resume:
-        for path in paths:
-            if path.exists():
-                path.unlink()
-
-    if epochs == 0 and resumed_from is None:
-        raise ValueError("train: epochs=0 with no earlier run in out_dir: nothing to train; use epochs >= 1.")
-    n_train = train_images.shape[0]
-    steps_per_epoch = math.ceil(n_train / batch_size)
-    stop_reason = "completed"
-    bar = None
-    if progress and epochs > start_epoch:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=(epochs - start_epoch) * steps_per_epoch,
-            desc=experiment.name,
-            unit="step",
-            dynamic_ncols=True,
-            leave=False,
-        )
-    say(
-        f"{experiment.name}: training epochs {start_epoch + 1}..{epochs} on {device}, {n_train} images, "
-        f"batch {batch_size}, lr {lr:g}, loss {config['seg_loss']} + {beta:g} * L_Grad, seed {seed}."
-    )
-    try:
-        for epoch in range(start_epoch + 1, epochs + 1):
-            if time_budget_s is not None and elapsed >= time_budget_s:
-                stop_reason = "time_budget"
-                break
-            if patience is not None and history and epoch - 1 - int(best["epoch"]) >= patience:
-                stop_reason = "early_stop"
-                break
-            epoch_start = time.perf_counter()
-            order = np.random.default_rng([seed, epoch]).permutation(n_train)
-            torch.manual_seed(_derived_seed(seed, epoch))
-            model.train()
-            sums: dict[str, float] = {}
-            for batch in range(steps_per_epoch):
-                index = np.sort(order[batch * batch_size : (batch + 1) * batch_size])
-                x = torch.from_numpy(train_images[index]).to(device)[:, None]
-                y = torch.from_numpy(train_labels[index]).to(device)[:, None].float()
-                terms = loss_terms(model(x, prior), y, seg_fn, beta, experiment.grad_identity)
-                loss = terms["loss"]
-                if not torch.isfinite(loss):
-                    values = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-                    kept = (
-                        f"last good checkpoint {paths.last} (epoch {epoch - 1})"
-                        if paths.last.exists()
-                        else ("no checkpoint was written yet")
-                    )
-                    raise NonFiniteLossError(
-                        f"{experiment.name}: non-finite loss at epoch {epoch}, step {step + 1} (batch {batch + 1} of "
-                        f"{steps_per_epoch}): {values}. Training stopped; {kept}. Try a lower lr or check the data."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                step += 1
-                images_seen += len(index)
-                for key, value in terms.items():
-                    sums[key] = sums.get(key, 0.0) + float(value.detach()) * len(index)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(epoch=epoch, loss=f"{float(loss):.4f}", refresh=False)
-                if callback is not None:
-                    callback({"epoch": epoch, "step": step, "batch": batch + 1, "loss": float(loss)})
-            val_dice, val_loss = run_validation()
-            elapsed += time.perf_counter() - epoch_start
-            row = {
-                "epoch": epoch,
-                "step": step,
-                "images_seen": images_seen,
-                "loss": sums["loss"] / n_train,
-                "seg_loss": sums["seg_loss"] / n_train,
-                "grad_bulk": sums["grad_bulk"] / n_train if "grad_bulk" in sums else None,
-                "grad_ft": sums["grad_ft"] / n_train if "grad_ft" in sums else None,
-                "val_dice": val_dice,
-                "val_loss": val_loss,
-                "seconds": round(elapsed, 3),
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-            history.append(row)
-            improved = val_dice > float(best["val_dice"])
-            if improved:
-                best = {"epoch": epoch, "val_dice": val_dice}
-            state = _checkpoint(
-                kind="last", model=model, optimizer=optimizer, epoch=epoch, step=step, images_seen=images_seen,
-                history=history, best=best, elapsed=elapsed, **common,
-            )  # fmt: skip
-            if improved:
-                _atomic_torch_save({**state, "kind": "best", "optimizer_state": None}, paths.best)
-            _atomic_torch_save(state, paths.last)
-            _write_history(history, paths.history)
-            say(
-                f"{experiment.name}: epoch {epoch}/{epochs} loss {row['loss']:.4f} (seg {row['seg_loss']:.4f}) "
-                f"val Dice {val_dice:.4f}{' *' if improved else ''} [{elapsed:.0f} s]"
-            )
-    finally:
-        if bar is not None:
-            bar.close()
-    say(
-        f"{experiment.name}: stopped ({stop_reason}) after {len(history)} epochs, {elapsed:.0f} s; best val Dice "
-        f"{float(best['val_dice']):.4f} at epoch {best['epoch']}."
-    )
-    return TrainResult(
-        best_epoch=int(best["epoch"]),
-        best_val_dice=float(best["val_dice"]),
-        epochs_run=len(history),
-        seconds=elapsed,
-        paths=paths,
-        stop_reason=stop_reason,
-        resumed_from=resumed_from,
-    )
+        paths.best.parent.mkdir(parents=True, exist_ok=True)
+        return _TrainingRun(config, paths, say, callback).run()

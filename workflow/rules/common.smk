@@ -6,6 +6,8 @@ import re
 
 from snakemake.exceptions import WorkflowError
 
+from tedsnet.experiments import get_experiment, load_plugins, scale_length, variant_name
+
 ACDC_ENV = "TEDSNET_ACDC_ROOT"
 CONDA_ENV = "../../envs/tedsnet.yaml"
 
@@ -61,11 +63,6 @@ def _run_crop(crop, scale, multiple=16):
     return [max(multiple, int(c / scale) // multiple * multiple) for c in crop]
 
 
-def _run_length(value, scale):
-    """A length in ACDC-grid pixels (a prior radius) on the run's grid, rounded to 0.1 px as the names write it."""
-    return float(value) if scale == 1.0 else round(float(value) / scale, 1)
-
-
 PIXEL_SCALE = _pixel_scale(config)
 CROP = _run_crop(config["data"]["crop"], PIXEL_SCALE)
 # The data settings the prepared dataset depends on (the phantom's only for a phantom run, so that a new phantom
@@ -80,10 +77,17 @@ EXPERIMENTS = list(config["experiments"])
 SEEDS = [int(s) for s in config["training"]["seeds"]]
 
 
-def _value_token(value):
-    """A sweep value as the registry's name grammar writes it (20.0 -> '20', 22.5 -> '22.5')."""
-    value = float(value)
-    return str(int(value)) if value.is_integer() else f"{value:g}"
+def _import_plugins(modules):
+    """Import the config's `plugins` (modules that register methods of their own), the working directory first on
+    the module search path, before any experiment name is resolved; every job does the same (scripts/_common.py).
+    """
+    try:
+        load_plugins(modules, search_path=os.getcwd())
+    except (ImportError, ValueError) as error:
+        raise WorkflowError(f"plugins: {error} (docs/adding-a-method.md)") from error
+
+
+_import_plugins(config["plugins"])
 
 
 def _sweeps(fig4):
@@ -92,18 +96,18 @@ def _sweeps(fig4):
     """
     base = fig4["base"]
     sweeps = {}
-    for key, token, base_value, scale in (
-        ("int_steps", "steps", fig4["base_int_steps"], None),
-        ("prior_radius", "radius", fig4["base_prior_radius"], PIXEL_SCALE),
+    for key, base_value, scaled in (
+        ("int_steps", fig4["base_int_steps"], False),
+        ("prior_radius", fig4["base_prior_radius"], True),
     ):
         points = {}
-        if scale is not None:
-            base_value = _run_length(base_value, scale)
+        if scaled:
+            base_value = scale_length(base_value, PIXEL_SCALE)
         for value in fig4[key]:
-            if scale is not None:
-                value = _run_length(value, scale)
+            if scaled:
+                value = scale_length(value, PIXEL_SCALE)
             same = float(value) == float(base_value)
-            points[value] = base if same else f"{base}_{token}{_value_token(value)}"
+            points[value] = base if same else variant_name(base, {key: value})
         if points:
             sweeps[key] = points
     return sweeps
@@ -117,8 +121,27 @@ def _sweep_experiments(sweeps):
     return list(dict.fromkeys(e for points in sweeps.values() for e in points.values()))
 
 
+def _check_names(models):
+    """Every model must be a registry name in its canonical form, so that its folder names what is trained."""
+    for name in models:
+        try:
+            canonical = get_experiment(name).name
+        except ValueError as error:
+            raise WorkflowError(
+                f"{error} A method of your own is known once the module that registers it is listed under "
+                "plugins: in the config (docs/adding-a-method.md)."
+            ) from None
+        if canonical != name:
+            raise WorkflowError(
+                f"experiment {name!r} resolves to {canonical!r} in the registry (an override equal to the "
+                "base's value is dropped). List it under its canonical name, or set figure4.base_int_steps / "
+                "figure4.base_prior_radius to the registry's values."
+            )
+
+
 SWEEP_EXPERIMENTS = _sweep_experiments(SWEEPS)
 MODELS = list(dict.fromkeys(EXPERIMENTS + SWEEP_EXPERIMENTS))
+_check_names(MODELS)
 FIGURE3_MODELS = [
     e for e in ("unet", "unet_smp", config["evaluation"]["reference"]) if e in MODELS
 ]

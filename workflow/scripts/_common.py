@@ -2,8 +2,9 @@
 
 Each script is run by Snakemake's ``script:`` directive with a ``snakemake`` object in its globals; it calls
 ``main(snakemake)`` inside :func:`logged`, which sends stdout, stderr and the ``logging`` root logger to
-``snakemake.log[0]`` and writes the traceback there when the script fails (the exception still propagates, so the
-job fails and Snakemake deletes its declared outputs).
+``snakemake.log[0]``, imports the config's ``plugins`` (so the job resolves the experiment names of methods
+registered outside the registry, as the Snakefile did) and writes the traceback to the log when the script fails
+(the exception still propagates, so the job fails and Snakemake deletes its declared outputs).
 """
 
 from __future__ import annotations
@@ -23,9 +24,19 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 
+def import_plugins(snakemake) -> None:
+    """Import the modules of the config's ``plugins`` from the working directory first, as the Snakefile does."""
+    plugins = snakemake.config.get("plugins", [])
+    if plugins:  # the registry imports torch, which a job without plugins may not need
+        from tedsnet.experiments import load_plugins
+
+        load_plugins(plugins, search_path=os.getcwd())
+
+
 @contextlib.contextmanager
 def logged(snakemake) -> Iterator[logging.Logger]:
-    """Redirect output and logging of the block to the rule's log file; log the traceback of a failure."""
+    """Redirect output and logging of the block to the rule's log file, import the config's plugins first (see
+    :func:`import_plugins`), and log the traceback of a failure."""
     log_path = Path(snakemake.log[0])
     log_path.parent.mkdir(parents=True, exist_ok=True)
     logger = logging.getLogger(f"workflow.{snakemake.rule}")
@@ -42,6 +53,7 @@ def logged(snakemake) -> Iterator[logging.Logger]:
             "rule %s, wildcards %s, threads %s", snakemake.rule, dict(snakemake.wildcards), snakemake.threads
         )
         try:
+            import_plugins(snakemake)
             yield logger
             logger.info("done in %.1f s", time.perf_counter() - start)
         except BaseException:

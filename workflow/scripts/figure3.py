@@ -1,4 +1,4 @@
-"""Figure 3-style panel: test cases where a U-Net's topology is wrong, with the contours (rule figure3)."""
+"""Figure 3-style grid: test cases where a U-Net's topology is wrong, with the contours (rule figure3)."""
 
 from _common import logged
 
@@ -31,15 +31,14 @@ def main(snakemake) -> None:
             threshold = snakemake.params.threshold
             binary = pred.binary if threshold is None else binarise(pred.soft, float(threshold))
             masks[name] = binary[take] if take else np.zeros((0, *binary.shape[1:]), binary.dtype)
-        titles = []
-        for c in cases:
-            parts = [c]
-            for name in models:
-                row = metrics[(metrics["experiment"] == name) & (metrics["case_id"] == c)]
-                if len(row):
-                    parts.append(f"{name}: Betti ({int(row['b0'].iloc[0])}, {int(row['b1'].iloc[0])})")
-            titles.append("\n".join(parts))
-        plot_figure3(test.images[rows], test.labels[rows], masks, snakemake.output[0], titles=titles)
+        betti = {}
+        for name in models:
+            rows_of = metrics[metrics["experiment"] == name].astype({"case_id": str}).set_index("case_id")
+            if all(c in rows_of.index for c in cases):
+                betti[name] = [(int(rows_of.at[c, "b0"]), int(rows_of.at[c, "b1"])) for c in cases]
+        plot_figure3(
+            test.images[rows], test.labels[rows], masks, snakemake.output[0], case_ids=cases, betti=betti
+        )
 
 
 if __name__ == "__main__":

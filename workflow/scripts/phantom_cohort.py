@@ -6,6 +6,7 @@ cohort.
 
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from _common import logged
@@ -25,7 +26,7 @@ def main(snakemake) -> None:
                 seed=int(snakemake.params.seed),
                 keep_within=tuple(int(s) for s in snakemake.params.crop),
                 pixel_scale=float(snakemake.params.pixel_scale),
-                progress=True,
+                progress=sys.stderr.isatty(),  # bars on a terminal only, never in the log file
             )
             log.info("%d phantom patients: %s", len(table), table["group"].value_counts().to_dict())
             os.replace(tmp, out)

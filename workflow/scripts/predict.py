@@ -1,5 +1,7 @@
 """Predict the test split with one trained model (rule predict): soft, binary and fields in one .npz."""
 
+import sys
+
 from _common import logged, set_threads
 
 
@@ -28,7 +30,7 @@ def main(snakemake) -> None:
             device=snakemake.params.device,
             threshold=float(snakemake.params.threshold),
             case_id=test.table["case_id"].astype(str).tolist(),
-            progress=True,
+            progress=sys.stderr.isatty(),  # bars on a terminal only, never in the log file
         )
         save_predictions(snakemake.output[0], result)
 

@@ -10,47 +10,15 @@ def main(snakemake) -> None:
         import pandas as pd
 
         from tedsnet.io import write_text_atomic
-        from tedsnet.reporting.report import (
-            build_report,
-            file_fingerprints,
-            package_versions,
-            read_benchmarks,
-            training_verdict,
-        )
+        from tedsnet.reporting.provenance import file_fingerprints, package_versions, read_benchmarks
+        from tedsnet.reporting.report import build_report
+        from tedsnet.reporting.verdict import training_verdict
 
         config = snakemake.params.config
-        data = config["data"]
         summary = pd.read_csv(snakemake.input.table1)
         stats = pd.read_csv(snakemake.input.stats, keep_default_na=True)
         stats["note"] = stats["note"].fillna("")
-        splits = pd.read_csv(snakemake.input.splits)
-        counts = splits["split"].value_counts()
-        split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "val", "test"))
-        if data["source"] == "acdc":
-            source = "real ACDC training set (Bernard et al., IEEE TMI 2018; the folder given as acdc_root)"
-        else:
-            phantom = data["phantom"]
-            source = (
-                f"synthetic phantom cohort in the ACDC layout (tedsnet.data.phantom), {phantom['n_patients']} "
-                f"patients, seed {phantom['seed']}"
-            )
-        scale = float(snakemake.params.pixel_scale)
-        if scale != 1.0:
-            from tedsnet.experiments import with_prior_geometry
-
-            prior = config["prior"]
-            ring = with_prior_geometry("tedsnet", prior["radius"], prior["thickness"], pixel_scale=scale)
-            source += (
-                f", drawn at {scale:g}x ACDC's pixel size: crop {' x '.join(str(c) for c in snakemake.params.crop)}, "
-                f"ring prior radius {ring.prior_radius:g} px, thickness {ring.prior_thickness:g} px ("
-                + (
-                    "the paper's 30 and the authors' 7"
-                    if prior["radius"] is None and prior["thickness"] is None
-                    else "the config's prior"
-                )
-                + " at ACDC's pixel size)"
-            )
-        source += f"; patients per split: {split_text}"
+        source = _data_source(config, pd.read_csv(snakemake.input.splits), snakemake.params)
         evaluation = config["evaluation"]
         verdict = training_verdict(
             summary, min_dice=evaluation["guard_min_dice"], prior_margin=evaluation["guard_prior_margin"]
@@ -63,28 +31,7 @@ def main(snakemake) -> None:
             if key in snakemake.input.keys()
         }
         training = config["training"]
-        speed_mode = training["speed_mode"]
-        if speed_mode == "auto":
-            speed_mode = "auto (fp32 or fast, picked per training job: see its log)"
-        notes = [
-            f"Training: {training['epochs']} epochs, batch {training['batch_size']}, lr {training['lr']}, "
-            f"threshold {training['threshold']}, speed mode {speed_mode}, device {training['device']}, "
-            f"per-experiment overrides {training['overrides'] or 'none'}",
-        ]
-        if config.get("part") == "report":
-            notes.append(
-                "Built with `part=report` from the per-case CSVs and training logs of the parts already run: "
-                + ", ".join(f"{name} ({', '.join(models)})" for name, models in config["parts"].items())
-            )
-        if snakemake.params.missing_rows:
-            notes.append(
-                "**Rows not run yet** (no per-case CSV): " + ", ".join(snakemake.params.missing_rows)
-            )
-        if snakemake.params.missing_points:
-            notes.append(
-                "**Figure 4 points not run yet** (no per-case CSV; a sweep needs two points to be drawn): "
-                + ", ".join(snakemake.params.missing_points)
-            )
+        notes = _notes(config, snakemake.params)
         text = build_report(
             run=snakemake.params.run,
             summary=summary,
@@ -112,6 +59,64 @@ def main(snakemake) -> None:
             curves=pd.read_csv(snakemake.input.curves_csv),
         )
         write_text_atomic(snakemake.output[0], text)
+
+
+def _data_source(config, splits, params) -> str:
+    """One line on the data: ACDC or the phantom cohort, its pixel size and prior, the patients per split."""
+    data = config["data"]
+    counts = splits["split"].value_counts()
+    split_text = ", ".join(f"{s} {int(counts.get(s, 0))}" for s in ("train", "val", "test"))
+    if data["source"] == "acdc":
+        source = "real ACDC training set (Bernard et al., IEEE TMI 2018; the folder given as acdc_root)"
+    else:
+        phantom = data["phantom"]
+        source = (
+            f"synthetic phantom cohort in the ACDC layout (tedsnet.data.phantom), {phantom['n_patients']} "
+            f"patients, seed {phantom['seed']}"
+        )
+    scale = float(params.pixel_scale)
+    if scale != 1.0:
+        from tedsnet.experiments import with_prior_geometry
+
+        prior = config["prior"]
+        ring = with_prior_geometry("tedsnet", prior["radius"], prior["thickness"], pixel_scale=scale)
+        source += (
+            f", drawn at {scale:g}x ACDC's pixel size: crop {' x '.join(str(c) for c in params.crop)}, "
+            f"ring prior radius {ring.prior_radius:g} px, thickness {ring.prior_thickness:g} px ("
+            + (
+                "the paper's 30 and the authors' 7"
+                if prior["radius"] is None and prior["thickness"] is None
+                else "the config's prior"
+            )
+            + " at ACDC's pixel size)"
+        )
+    return source + f"; patients per split: {split_text}"
+
+
+def _notes(config, params) -> list[str]:
+    """The "what was run" lines: training settings, the parts a part=report build read, what is not run yet."""
+    training = config["training"]
+    speed_mode = training["speed_mode"]
+    if speed_mode == "auto":
+        speed_mode = "auto (fp32 or fast, picked per training job: see its log)"
+    notes = [
+        f"Training: {training['epochs']} epochs, batch {training['batch_size']}, lr {training['lr']}, "
+        f"threshold {training['threshold']}, speed mode {speed_mode}, device {training['device']}, "
+        f"per-experiment overrides {training['overrides'] or 'none'}",
+    ]
+    if config.get("part") == "report":
+        notes.append(
+            "Built with `part=report` from the per-case CSVs and training logs of the parts already run: "
+            + ", ".join(f"{name} ({', '.join(models)})" for name, models in config["parts"].items())
+        )
+    if params.missing_rows:
+        notes.append("**Rows not run yet** (no per-case CSV): " + ", ".join(params.missing_rows))
+    if params.missing_points:
+        notes.append(
+            "**Figure 4 points not run yet** (no per-case CSV; a sweep needs two points to be drawn): "
+            + ", ".join(params.missing_points)
+        )
+    return notes
 
 
 if __name__ == "__main__":

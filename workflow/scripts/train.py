@@ -16,6 +16,7 @@ def main(snakemake) -> None:
         import pandas as pd
 
         from tedsnet.experiments import get_experiment, with_prior_geometry
+        from tedsnet.training.checkpoint import ResumeMismatchError
         from tedsnet.training.engine import train
 
         name = snakemake.wildcards.exp
@@ -65,9 +66,7 @@ def main(snakemake) -> None:
             result = train(
                 experiment, snakemake.input.train, snakemake.input.val, work, resume=resume, **kwargs
             )
-        except ValueError as error:
-            if not (resume and (work / "last.pt").exists() and "belongs to another run" in str(error)):
-                raise
+        except ResumeMismatchError as error:
             log.warning("%s\nThe work folder holds another configuration: training from scratch.", error)
             result = train(
                 experiment, snakemake.input.train, snakemake.input.val, work, resume=False, **kwargs
