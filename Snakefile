@@ -10,7 +10,7 @@
 # in docs/configuration.md and validated by workflow/schemas/config.schema.yaml; a method of your own joins
 # through the key `plugins` (docs/adding-a-method.md).
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 min_version("9.0")
 
@@ -23,9 +23,8 @@ if not workflow.overwrite_configfiles:
     configfile: "workflow/config/default.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
-
-
+# Types the --config values by the schema, validates the config and checks every value that names an experiment
+# and the crop, so that a config error stops the workflow before any job runs.
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["atomic_path", "savefig_atomic", "write_csv_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "savefig_atomic", "stale_temporaries", "write_csv_atomic", "write_text_atomic"]
 
 
 def _umask() -> int:
@@ -34,7 +35,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    prefix, suffix = _temporary_prefix_suffix(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     os.chmod(tmp, 0o666 & ~_umask())
@@ -44,6 +46,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def _temporary_prefix_suffix(path: Path) -> tuple[str, str]:
+    """The prefix and suffix of :func:`atomic_path`'s temporary names for ``path`` (mkstemp puts a random part
+    between them)."""
+    return f".{path.stem}.", f".tmp{path.suffix}"
+
+
+def stale_temporaries(path: str | os.PathLike) -> list[Path]:
+    """The temporary files :func:`atomic_path` left beside ``path`` when its writer was killed.
+
+    Only names of :func:`atomic_path`'s own pattern match: ``.<stem>.<8 random characters>.tmp<suffix>`` in the
+    folder of ``path`` (``.last.k2j4_x9a.tmp.pt`` for ``last.pt``). Call it when no writer of ``path`` is running,
+    e.g. when a job that owns the folder starts.
+
+    Parameters
+    ----------
+    path : path
+        The final file (it need not exist).
+
+    Returns
+    -------
+    list of Path
+        The matching files, sorted; empty when the folder does not exist.
+    """
+    path = Path(path)
+    prefix, suffix = _temporary_prefix_suffix(path)
+    pattern = re.compile(re.escape(prefix) + r"[a-z0-9_]{8}" + re.escape(suffix))
+    if not path.parent.is_dir():
+        return []
+    return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from tedsnet.io import atomic_path
+from tedsnet.io import atomic_path, stale_temporaries
 
 
 def test_written_file_has_plain_permissions_and_no_temporary_left(tmp_path):
@@ -25,3 +25,17 @@ def test_failure_leaves_neither_file(tmp_path):
         tmp.write_bytes(b"partial")
         raise RuntimeError("boom")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporaries_match_only_the_writers_own_names(tmp_path):
+    target = tmp_path / "last.pt"
+    assert stale_temporaries(target) == [] and stale_temporaries(tmp_path / "missing" / "last.pt") == []
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"partial")  # what a writer killed here would leave
+        assert stale_temporaries(target) == [tmp]
+    assert stale_temporaries(target) == []
+    others = [".last.abcd1234.tmp.csv", ".last.abc.tmp.pt", "last.abcd1234.tmp.pt", ".best.abcd1234.tmp.pt"]
+    for name in others:
+        (tmp_path / name).write_bytes(b"not a temporary of last.pt")
+    (tmp_path / ".last.abcd_234.tmp.pt").write_bytes(b"")
+    assert [p.name for p in stale_temporaries(target)] == [".last.abcd_234.tmp.pt"]

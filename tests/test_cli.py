@@ -104,9 +104,9 @@ def test_segment_round_trips_a_phantom_volume(tmp_path, full_checkpoint, scan, c
         np.testing.assert_array_equal(data[:, :, z], expected)
     rows = pd.read_csv(table)
     assert list(rows.columns) == [
-        "z", "b0", "b1", "correct_topology", "foreground_px", "nonpos_jac_bulk_pct", "nonpos_jac_ft_pct",
+        "z", "status", "b0", "b1", "correct_topology", "foreground_px", "nonpos_jac_bulk_pct", "nonpos_jac_ft_pct",
     ]  # fmt: skip
-    assert rows.z.tolist() == list(range(source.shape[2]))
+    assert rows.z.tolist() == list(range(source.shape[2])) and (rows.status == "ok").all()
     assert (
         rows.correct_topology.all() and (rows.nonpos_jac_ft_pct == 0).all()
     )  # the prior model: one ring each
@@ -170,12 +170,28 @@ def _write(path: Path, array: np.ndarray) -> Path:
         ("two_d", r"expected a 3-D short-axis volume \(X, Y, Z\) or a 4-D volume with a single frame"),
         ("two_frames", r"has shape \(40, 48, 3, 2\): expected a 3-D"),
         ("missing_checkpoint", "does not exist"),
-        ("garbage_checkpoint", "is not readable as a tedsnet checkpoint"),
+        ("garbage_checkpoint", "is not a file written by torch.save"),
         ("foreign_checkpoint", "is not a tedsnet checkpoint"),
         ("existing_output", "already exists; pass --overwrite"),
         ("bad_output_name", r"must end in \.nii or \.nii\.gz"),
         ("existing_csv", "already exists; pass --overwrite"),
         ("bad_threshold", r"--threshold must be in \(0, 1\)"),
+        ("input_directory", r"is a directory; pass one short-axis volume file, \.nii or \.nii\.gz"),
+        (
+            "checkpoint_directory",
+            r"is a directory, not a checkpoint file \(it holds best\.pt: pass .*best\.pt\)",
+        ),
+        ("empty_image_size", r"records image_size \[\]: expected the training size \[H, W\]"),
+        ("zero_image_size", r"records image_size \[0, 0\]: expected the training size \[H, W\]"),
+        (
+            "mismatched_weights",
+            r"weights do not fit .*1 missing keys heads\.bulk\.weight; 1 unexpected keys spare",
+        ),
+        ("no_slices", r"has shape \(40, 48, 0\): it holds no voxels"),
+        ("output_is_input", r"is the input file .*scan\.nii\.gz; writing it would replace the scan"),
+        ("csv_is_output", "output and CSV are the same file"),
+        ("all_nan", r"none of its 3 slices can be segmented \(3 with NaN or infinite voxels\)"),
+        ("all_zero", r"none of its 3 slices can be segmented \(3 with no intensity contrast"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, checkpoint, capsys, case, message):
@@ -211,6 +227,29 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, checkpoin
         table.write_text("precious")
     elif case == "bad_threshold":
         extra = ["--threshold", "1.5"]
+    elif case == "input_directory":
+        args["--input"] = str(tmp_path)
+    elif case == "checkpoint_directory":
+        args["--checkpoint"] = str(checkpoint.parent)
+    elif case in ("empty_image_size", "zero_image_size", "mismatched_weights"):
+        stored = read_checkpoint(checkpoint)
+        if case == "mismatched_weights":
+            stored["model_state"]["spare"] = stored["model_state"].pop("heads.bulk.weight")
+        else:
+            stored["image_size"] = [] if case == "empty_image_size" else [0, 0]
+        torch.save(stored, tmp_path / "edited.pt")
+        args["--checkpoint"] = str(tmp_path / "edited.pt")
+    elif case == "no_slices":
+        args["--input"] = str(_write(tmp_path / "empty.nii.gz", np.zeros((40, 48, 0), np.int16)))
+    elif case == "output_is_input":
+        output = tmp_path / "scan.nii.gz"
+        extra = ["--overwrite"]
+    elif case == "csv_is_output":
+        table = output = tmp_path / "same.csv"
+    elif case == "all_nan":
+        args["--input"] = str(_write(tmp_path / "nan.nii.gz", np.full((40, 48, 3), np.nan, np.float32)))
+    elif case == "all_zero":
+        pass  # the default volume: every slice is zero
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     argv = [
         "segment",
@@ -225,6 +264,7 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, checkpoin
     err = capsys.readouterr().err
     assert err.startswith("tedsnet segment: error: ")
     assert len(re.findall(message, err)) == 1, err
+    assert "weights_only" not in err and "Traceback" not in err
     after = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     assert after == before  # nothing written, nothing changed
 
@@ -271,3 +311,110 @@ def test_missing_arguments_are_usage_errors():
     with pytest.raises(SystemExit) as info:
         main(["segment", "--input", "x.nii.gz"])
     assert info.value.code == 2
+
+
+def _scan(path: Path, volume: np.ndarray, spacing: float = 1.0) -> Path:
+    """A NIfTI volume with in-plane pixel spacing ``spacing`` mm (header zooms)."""
+    image = nib.Nifti1Image(volume, np.eye(4))
+    image.header.set_zooms((spacing, spacing, 8.0))
+    nib.save(image, path)
+    return path
+
+
+def test_nan_inf_and_empty_slices_are_refused_in_the_csv_and_on_stderr(tmp_path, checkpoint, capsys):
+    volume = np.random.default_rng(0).random((40, 48, 5)).astype(np.float32) * 300
+    volume[3, 4, 1] = np.nan
+    volume[10, 10, 2] = np.inf
+    volume[:, :, 4] = 0
+    output, table = tmp_path / "mask.nii.gz", tmp_path / "slices.csv"
+    argv = [
+        "segment",
+        "--checkpoint",
+        str(checkpoint),
+        "--input",
+        str(_scan(tmp_path / "scan.nii.gz", volume)),
+    ]
+    assert main([*argv, "--output", str(output), "--csv", str(table)]) == 3  # written, some slices refused
+    err = capsys.readouterr().err
+    assert "3 of 5 slices refused" in err and "z 1, 2: nonfinite_input" in err and "z 4: empty_input" in err
+    rows = pd.read_csv(table)
+    assert rows.status.tolist() == ["ok", "nonfinite_input", "nonfinite_input", "ok", "empty_input"]
+    refused = rows.status != "ok"
+    assert rows.loc[refused, ["b0", "b1", "correct_topology"]].isna().all().all()
+    assert (rows.foreground_px[refused] == 0).all() and rows.correct_topology[~refused].all()
+    mask = np.asarray(nib.load(output).dataobj)
+    assert mask[:, :, [1, 2, 4]].sum() == 0 and mask[:, :, 0].sum() > 0
+
+
+def test_an_input_far_smaller_than_the_training_size_warns_that_it_is_padded(tmp_path, checkpoint, capsys):
+    volume = np.random.default_rng(0).random((20, 48, 2)).astype(np.float32)  # 20 < 64 / 2 rows
+    argv = [
+        "segment",
+        "--checkpoint",
+        str(checkpoint),
+        "--input",
+        str(_scan(tmp_path / "scan.nii.gz", volume)),
+    ]
+    assert main([*argv, "--output", str(tmp_path / "mask.nii.gz")]) == 0
+    err = capsys.readouterr().err
+    assert "is 20 x 48 pixels in-plane, under half the training size 64 x 96" in err and "zero-padded" in err
+
+
+@pytest.fixture(scope="module")
+def spacing_checkpoint(tmp_path_factory) -> Path:
+    """A ``prior`` checkpoint at 64 x 96 trained on a prepared split whose scans have 1.4 and 1.6 mm pixels."""
+    from tedsnet.data.prepared import PreparedSplit
+
+    table = pd.DataFrame({"spacing_row_mm": [1.4, 1.6], "spacing_col_mm": [1.4, 1.6]})
+    split = PreparedSplit(np.zeros((2, 64, 96), np.float32), np.zeros((2, 64, 96), np.uint8), table)
+    experiment = get_experiment("prior", prior_radius=20, prior_thickness=5)
+    out = tmp_path_factory.mktemp("prior_spacing")
+    return train(experiment, split, split, out, epochs=0, progress=False, device="cpu").paths.best
+
+
+@pytest.mark.parametrize(
+    ("spacing", "extra", "status", "message"),
+    [
+        (1.5, [], 0, None),  # inside the training range
+        (1.9, [], 0, None),  # above it, inside the 20 % margin (1.6 * 1.2 = 1.92)
+        (1.95, [], 2, r"pixel spacing 1\.95 x 1\.95 mm is outside the range the model was trained on"),
+        (1.17, [], 0, None),  # below it, inside the margin (1.4 / 1.2 = 1.167)
+        (1.1, [], 2, r"accepted with a 20% margin: 1\.17 to 1\.92 mm"),
+        (1.1, ["--ignore-spacing"], 0, r"warning: .*segmenting it anyway \(--ignore-spacing\)"),
+    ],
+)
+def test_pixel_spacing_outside_the_training_range_is_refused(
+    tmp_path, spacing_checkpoint, capsys, spacing, extra, status, message
+):
+    assert read_checkpoint(spacing_checkpoint)["pixel_spacing_mm"] == {"min": 1.4, "median": 1.5, "max": 1.6}
+    volume = np.random.default_rng(0).random((64, 96, 2)).astype(np.float32)
+    scan = _scan(tmp_path / "scan.nii.gz", volume, spacing)
+    output = tmp_path / "mask.nii.gz"
+    argv = ["segment", "--checkpoint", str(spacing_checkpoint), "--input", str(scan), "--output", str(output)]
+    assert main([*argv, *extra]) == status
+    err = capsys.readouterr().err
+    assert output.exists() == (status == 0)
+    if message is None:
+        assert err == ""
+    else:
+        assert re.search(message, err), err
+
+
+def test_a_checkpoint_without_training_spacing_warns_that_spacing_cannot_be_checked(
+    tmp_path, checkpoint, capsys
+):
+    assert read_checkpoint(checkpoint)["pixel_spacing_mm"] is None  # trained from bare arrays
+    stored = read_checkpoint(checkpoint)
+    del stored["pixel_spacing_mm"]  # a checkpoint written before the key existed
+    torch.save(stored, tmp_path / "old.pt")
+    volume = np.random.default_rng(0).random((64, 96, 2)).astype(np.float32)
+    for name in ("old.pt", None):
+        argv = ["segment", "--checkpoint", str(tmp_path / name) if name else str(checkpoint)]
+        argv += [
+            "--input",
+            str(_scan(tmp_path / "scan.nii.gz", volume, 9.0)),
+            "--output",
+            str(tmp_path / "m.nii"),
+        ]
+        assert main([*argv, "--overwrite"]) == 0
+        assert "spacing cannot be checked" in capsys.readouterr().err

@@ -14,7 +14,13 @@ from tedsnet.inference.predict import (
     predict,
     save_predictions,
 )
-from tedsnet.inference.volume import prepare_volume, segment_volume
+from tedsnet.inference.volume import (
+    SPACING_TOLERANCE,
+    prepare_volume,
+    segment_volume,
+    slice_statuses,
+    spacing_problem,
+)
 from tedsnet.training.checkpoint import load_checkpoint, read_checkpoint
 from tedsnet.training.engine import train
 
@@ -147,8 +153,11 @@ def test_load_checkpoint_errors(tmp_path, trained):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_checkpoint(tmp_path / "missing.pt")
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="is not readable as a tedsnet checkpoint"):
+    with pytest.raises(ValueError, match="is not a file written by torch.save") as info:
         load_checkpoint(tmp_path / "garbage.pt")
+    assert "weights_only" not in str(info.value)
+    with pytest.raises(ValueError, match=r"is a directory, not a checkpoint file \(it holds best.pt: pass"):
+        load_checkpoint(trained[0].paths.best.parent)
     torch.save({"state_dict": {"w": torch.zeros(1)}}, tmp_path / "foreign.pt")
     with pytest.raises(ValueError, match="is not a tedsnet checkpoint"):
         load_checkpoint(tmp_path / "foreign.pt")
@@ -160,8 +169,14 @@ def test_load_checkpoint_errors(tmp_path, trained):
     checkpoint["experiment"] = {"name": "unet", "base": "unet", "overrides": {}}
     checkpoint.pop("experiment_config")
     torch.save(checkpoint, tmp_path / "mismatch.pt")
-    with pytest.raises(ValueError, match="weights do not fit experiment 'unet'"):
+    with pytest.raises(ValueError, match="weights do not fit experiment 'unet'") as info:
         load_checkpoint(tmp_path / "mismatch.pt")
+    message = str(info.value)  # the first few keys of each kind, then a count
+    assert (
+        "18 missing keys decoder.steps.0.up.weight, " in message and "20 unexpected keys decoders." in message
+    )
+    assert "shape mismatches encoder.levels.0.0.weight (stored [4, 1, 3, 3], model [12, 1, 3, 3])" in message
+    assert message.count("(and ") == 3
 
 
 def test_prepare_volume_matches_the_data_layer():
@@ -201,18 +216,68 @@ def test_segment_volume_puts_slices_back_in_place(shape, window):
         np.testing.assert_array_equal(result.mask[:, :, z], expected)
     table = result.table
     assert list(table.columns) == [
-        "z", "b0", "b1", "correct_topology", "foreground_px", "nonpos_jac_bulk_pct", "nonpos_jac_ft_pct",
+        "z", "status", "b0", "b1", "correct_topology", "foreground_px", "nonpos_jac_bulk_pct", "nonpos_jac_ft_pct",
     ]  # fmt: skip
     assert table.z.tolist() == list(range(shape[2])) and table.correct_topology.all()
+    assert (table.status == "ok").all()
     assert (table.b0 == 1).all() and (table.b1 == 1).all() and (table.foreground_px == ring.sum()).all()
     assert (table.nonpos_jac_bulk_pct == 0).all() and (table.nonpos_jac_ft_pct == 0).all()
 
 
 def test_segment_volume_without_fields_reports_nan_jacobians():
     experiment = small("unet")
-    result = segment_volume(
-        experiment.build(seed=0), experiment, np.ones((H, W, 2)), image_size=(H, W), device="cpu"
-    )
+    volume = np.random.default_rng(0).random((H, W, 2))
+    result = segment_volume(experiment.build(seed=0), experiment, volume, image_size=(H, W), device="cpu")
     assert result.table.nonpos_jac_bulk_pct.isna().all() and result.table.nonpos_jac_ft_pct.isna().all()
     with pytest.raises(ValueError, match="volume must be 3-D"):
         segment_volume(experiment.build(seed=0), experiment, np.ones((H, W)), image_size=(H, W))
+
+
+def test_nan_inf_and_contrast_free_slices_are_refused_not_segmented():
+    experiment = small("prior")
+    volume = np.random.default_rng(0).random((40, 60, 6)) * 100
+    volume[0, 0, 1] = np.nan  # outside the 32 x 48 crop window: still refused, the scan is damaged there
+    volume[20, 30, 2] = -np.inf
+    volume[:, :, 3] = 0
+    volume[:, :, 4] = 7.0
+    volume[4:36, 6:54, 5] = 0  # contrast only outside the crop window: the model would see a blank slice
+    assert slice_statuses(volume, (H, W)) == [
+        "ok", "nonfinite_input", "nonfinite_input", "empty_input", "empty_input", "empty_input",
+    ]  # fmt: skip
+    result = segment_volume(experiment.build(seed=0), experiment, volume, image_size=(H, W), device="cpu")
+    table = result.table
+    assert table.status.tolist()[1:] == ["nonfinite_input"] * 2 + ["empty_input"] * 3
+    assert (
+        result.mask[:, :, 1:].sum() == 0 and result.soft[:, :, 1:].sum() == 0 and result.mask[:, :, 0].any()
+    )
+    assert table.loc[1:, ["b0", "b1", "correct_topology", "nonpos_jac_ft_pct"]].isna().all().all()
+    assert bool(table.correct_topology[0]) and (table.foreground_px[1:] == 0).all()
+
+
+def test_a_volume_without_a_usable_slice_raises():
+    experiment = small("prior")
+    volume = np.zeros((H, W, 3))
+    volume[:, :, 0] = np.nan
+    with pytest.raises(ValueError, match=r"all 3 are refused: 1 nonfinite_input .*, 2 empty_input"):
+        segment_volume(experiment.build(seed=0), experiment, volume, image_size=(H, W), device="cpu")
+
+
+@pytest.mark.parametrize(
+    ("spacing", "accepted"),
+    [
+        ((1.0, 1.0), True),
+        ((1.5, 1.5), True),
+        ((1.5 * (1 + SPACING_TOLERANCE) - 1e-6,) * 2, True),
+        ((1.5 * (1 + SPACING_TOLERANCE) + 1e-6,) * 2, False),
+        ((1.0 / (1 + SPACING_TOLERANCE) + 1e-6,) * 2, True),
+        ((1.0 / (1 + SPACING_TOLERANCE) - 1e-6,) * 2, False),
+        ((1.2, 3.0), False),
+        ((float("nan"), 1.2), False),
+    ],
+)
+def test_spacing_problem_both_sides_of_the_tolerance(spacing, accepted):
+    trained = {"min": 1.0, "median": 1.2, "max": 1.5}
+    problem = spacing_problem(spacing, trained)
+    assert (problem is None) == accepted
+    if not accepted:
+        assert "outside the range the model was trained on (1 to 1.5 mm, median 1.2" in problem

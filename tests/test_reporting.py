@@ -505,3 +505,21 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert not target.exists() and list(tmp_path.iterdir()) == []
     write_text_atomic(target, "done")
     assert target.read_text() == "done" and len(list(tmp_path.iterdir())) == 1
+
+
+def test_report_states_training_time_over_every_session():
+    """A model rebuilt by a resume benchmarks a few seconds; the report gives the history's total."""
+    from tedsnet.reporting.report import _training_time_section
+
+    curves = pd.DataFrame(
+        {
+            "experiment": ["prior", "tedsnet", "tedsnet", "tedsnet"],
+            "seed": [0, 0, 0, 0],
+            "epoch": [0, 1, 2, 3],
+            "seconds": [0.0, 100.0, 200.0, 3725.0],
+        }
+    )
+    text = "\n".join(_training_time_section(curves, {"tedsnet": "TEDS-Net"}))
+    assert "| TEDS-Net | 0 | 3 | 1:02:05 |" in text
+    assert "Prior" not in text  # an untrained row has no training time
+    assert _training_time_section(None, {}) == []

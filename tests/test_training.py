@@ -374,6 +374,12 @@ def test_device_resolution():
         ({"train_split": (TRAIN[0], TRAIN[1][:3])}, "train_split: images and labels must both be"),
         ({"train_split": (TRAIN[0], TRAIN[1] * 2)}, "labels must be binary"),
         ({"val_split": [1, 2]}, "val_split must be a prepared split"),
+        ({"lr": float("inf")}, r"lr must be a finite number in \(0, 1\], got inf"),
+        ({"lr": float("nan")}, r"lr must be a finite number in \(0, 1\], got nan"),
+        ({"lr": 1e38}, r"lr must be a finite number in \(0, 1\], got 1e\+38: Adam moves every weight"),
+        ({"lr": 1.5}, r"lr must be a finite number in \(0, 1\]"),
+        ({"lr": 0.0}, r"lr must be a finite number in \(0, 1\]"),
+        ({"lr": "fast"}, r"lr must be a finite number in \(0, 1\], got 'fast'"),
     ],
 )
 def test_bad_arguments_are_explained(tmp_path, kwargs, message):
@@ -409,6 +415,67 @@ def test_train_reads_prepared_split_files(tmp_path):
         epochs=1, lr=1e-3, seed=0, progress=False, device="cpu", num_threads=1,
     )  # fmt: skip
     from_arrays = run(tiny("unet"), tmp_path / "arrays", epochs=1)
-    assert_same_weights(
-        state(from_files.paths.last)["model_state"], state(from_arrays.paths.last)["model_state"]
+    files, arrays = state(from_files.paths.last), state(from_arrays.paths.last)
+    assert_same_weights(files["model_state"], arrays["model_state"])
+    # The training split's pixel spacing is stored beside the configuration, not in the run's identity.
+    assert files["pixel_spacing_mm"] == {"min": 1.5, "median": 1.5, "max": 1.5}
+    assert state(from_files.paths.best)["pixel_spacing_mm"] == files["pixel_spacing_mm"]
+    assert arrays["pixel_spacing_mm"] is None and files["config_hash"] == arrays["config_hash"]
+
+
+SAVE_KILL_SCRIPT = textwrap.dedent(
+    """
+    import os, signal, sys
+    import torch
+    sys.path.insert(0, {tests!r})
+    from test_training import run, tiny
+
+    original = torch.save
+
+    def save_then_die(checkpoint, path):
+        if checkpoint["epoch"] == 2 and checkpoint["kind"] == "last":  # killed while writing epoch 2's last.pt
+            with open(path, "wb") as handle:
+                handle.write(b"partial")
+            os.kill(os.getpid(), signal.SIGKILL)
+        original(checkpoint, path)
+
+    torch.save = save_then_die
+    run(tiny("unet"), {out!r}, epochs=2)
+    """
+)
+
+
+def test_a_kill_during_a_checkpoint_write_leaves_no_temporary_after_the_next_run(tmp_path):
+    out = tmp_path / "model"
+    script = SAVE_KILL_SCRIPT.format(tests=str(ROOT / "tests"), out=str(out))
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    litter = sorted(p.name for p in out.glob(".last.*.tmp.pt"))
+    assert len(litter) == 1 and state(out / "last.pt")["epoch"] == 1  # the final file stays valid
+    (out / ".best.x.tmp.pt").write_bytes(b"not the suite's pattern")  # someone else's file: kept
+    (out / "notes.tmp.pt").write_bytes(b"kept")
+    lines: list[str] = []
+    result = run(tiny("unet"), out, epochs=2, log=lines.append)
+    assert result.resumed_from == 1 and result.epochs_run == 2
+    assert not list(out.glob(".last.*.tmp.pt"))
+    assert sorted(p.name for p in out.iterdir() if ".tmp" in p.name) == [".best.x.tmp.pt", "notes.tmp.pt"]
+    assert any(f"removed 1 temporary file(s) a killed run left: {litter[0]}" in line for line in lines)
+
+
+def test_training_time_is_the_total_over_all_sessions(tmp_path):
+    first = run(tiny("unet"), tmp_path, epochs=1)
+    stored = state(first.paths.last)["elapsed_s"]
+    assert first.seconds == stored > 0
+    lines: list[str] = []
+    rebuilt = run(tiny("unet"), tmp_path, epochs=1, log=lines.append)  # nothing left to train
+    assert rebuilt.resumed_from == 1 and rebuilt.seconds == stored
+    assert any(f"after 1 epochs, {stored:.0f} s" in line for line in lines)
+    more = run(tiny("unet"), tmp_path, epochs=2)
+    rows = history(more.paths.history)
+    assert more.seconds > stored and float(rows[0]["seconds"]) == round(stored, 3)
+    assert (
+        float(rows[-1]["seconds"]) == round(more.seconds, 3) == round(state(more.paths.last)["elapsed_s"], 3)
     )

@@ -242,6 +242,100 @@ def test_bad_config_is_rejected_by_the_schema(workdir):
     )
 
 
+UNKNOWN_NAME = "unknown experiment 'nosuch'"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("experiments=[prior, nosuch, tedsnet]", f"experiments: get_experiment: {UNKNOWN_NAME}"),
+        ("training={overrides: {nosuch: {seg_loss: dice}}}", f"training.overrides: get_experiment: {UNKNOWN_NAME}"),
+        ("training={overrides: {tedsnet_steps8: {seg_loss: dice}}}", "training.overrides: experiment "
+         "'tedsnet_steps8' resolves to 'tedsnet' in the registry"),
+        ("figure4={base: nosuch}", f"figure4.base: get_experiment: {UNKNOWN_NAME}"),
+        ("figure4={base: unet}", "figure4 (the sweep points of figure4.base 'unet'): get_experiment: 'unet_steps4' "
+         "does not accept the override 'int_steps'"),
+        ("parts={extra: [prior, nosuch]}", f"parts.extra: get_experiment: {UNKNOWN_NAME}"),
+        ("evaluation={reference: nosuch}", "evaluation.reference 'nosuch' is not a Table 1 row; expected one of "
+         "experiments ['prior', 'unet'"),
+        ("evaluation={reference: tedsnet_steps4}", "evaluation.reference 'tedsnet_steps4' is not a Table 1 row"),
+    ],
+)  # fmt: skip
+def test_every_value_naming_an_experiment_is_checked_by_a_dry_run(workdir, override, message):
+    """Each key that names an experiment is checked when the workflow is parsed; the message names the key, what it
+    expected and the fix, before any job runs."""
+    result = snakemake(workdir, "-n", "--cores", "2", "--config", override)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Building DAG of jobs" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("pixel_scale", ["1.5", "1.0"])
+def test_a_crop_not_divisible_by_16_stops_a_dry_run(workdir, pixel_scale):
+    """[100, 208] in a config file: an unscaled run would fail inside its first training job, a scaled phantom
+    would silently crop to 64 x 128; both stop when the workflow is parsed, naming the multiples around it."""
+    default = (workdir / "workflow" / "config" / "default.yaml").read_text()
+    config = default.replace("crop: [144, 208]", "crop: [100, 208]").replace(
+        "pixel_scale: 1.5", f"pixel_scale: {pixel_scale}"
+    )
+    (workdir / f"crop100_{pixel_scale}.yaml").write_text(config)
+    result = snakemake(workdir, "-n", "--cores", "2", "--configfile", f"crop100_{pixel_scale}.yaml")
+    assert result.returncode != 0
+    expected = (
+        "data.crop [100, 208]: each side must be a multiple of 16 (the networks halve the image four times), got "
+        "100. Set data.crop to e.g. [96, 208] or [112, 208], in ACDC-grid pixels"
+    )
+    assert expected in result.stdout + result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("this phantom's pixel_scale 1.5" in result.stdout + result.stderr) == (pixel_scale == "1.5")
+
+
+def test_nested_overrides_reach_the_rules_typed_by_the_schema(workdir):
+    """Snakemake reads the values nested in a --config entry as strings; the Snakefile types them by the schema, so
+    integers, floats (1e-3 included), booleans, null and lists of integers work, and strings stay strings."""
+    (workdir / "probe.smk").write_text(
+        'include: "Snakefile"\n\n\n'
+        'print("TRAINING", {k: config["training"][k] for k in ("epochs", "lr", "resume", "patience", "device", '
+        '"seeds")}, "CROP", config["data"]["crop"], "GPU", config["resources"]["gpu"])\n'
+    )
+    overrides = (
+        "training={epochs: 2, lr: 1e-3, resume: false, patience: null, device: cuda, seeds: [0, 1]}",
+        "data={crop: [96, 128]}",
+        "resources={gpu: 1}",
+    )
+    result = snakemake(workdir, "-s", "probe.smk", "-n", "--cores", "2", "all", "--config", *overrides)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    expected = (
+        "TRAINING {'epochs': 2, 'lr': 0.001, 'resume': False, 'patience': None, 'device': 'cuda', 'seeds': [0, 1]} "
+        "CROP [96, 128] GPU 1"
+    )
+    assert expected in result.stdout
+    assert job_counts(result.stdout)["train"] == 2 * job_counts(result.stdout)["evaluate"]  # two seeds
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("training={epochs: two}", "'two' is not of type 'integer'"),
+        ("training={epochs: 2.5}", "'2.5' is not of type 'integer'"),
+        ("training={lr: fast}", "'fast' is not of type 'number'"),
+        ("training={lr: inf}", "'inf' is not of type 'number'"),
+        ("training={resume: maybe}", "'maybe' is not of type 'boolean'"),
+        ("training={epochs: 0}", "0 is less than the minimum of 1"),
+    ],
+)
+def test_a_nested_override_that_is_not_its_type_gets_the_schema_s_message(workdir, override, message):
+    result = snakemake(workdir, "-n", "--cores", "2", "--config", override)
+    assert result.returncode != 0
+    assert message in result.stdout + result.stderr, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_readme_s_string_overrides_still_dry_run(workdir):
+    """The README's and docs' override forms: strings under `training` are left as they are."""
+    for override in ("training={device: cuda}", "training={speed_mode: fast}"):
+        result = snakemake(workdir, "-n", "--cores", "2", "--config", override)
+        assert result.returncode == 0, override + result.stdout[-3000:] + result.stderr[-3000:]
+
+
 def test_default_profile_dry_run(workdir):
     result = snakemake(workdir, "-n", "--profile", "workflow/profiles/default")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

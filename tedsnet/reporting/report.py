@@ -263,6 +263,29 @@ def _benchmark_section(benchmarks: pd.DataFrame | None) -> list[str]:
     ]
 
 
+def _training_time_section(curves: pd.DataFrame | None, labels: Mapping[str, str]) -> list[str]:
+    """Training time of each model over all its sessions (a resumed job's benchmark counts only the resume)."""
+    if curves is None or not len(curves) or "seconds" not in curves.columns:
+        return []
+    last = curves.loc[curves.groupby(["experiment", "seed"], sort=False)["epoch"].idxmax()]
+    last = last[last["epoch"] > 0]
+    if not len(last):
+        return []
+    table = pd.DataFrame(
+        {
+            "Model": last["experiment"].map(lambda e: labels.get(e) or row_label(e)),
+            "Seed": last["seed"].astype(int).astype(str),
+            "Epochs": last["epoch"].astype(int).astype(str),
+            "Training time (h:mm:ss)": last["seconds"].astype(float).map(_duration),
+        }
+    )
+    return [
+        "### Training time per model (history.csv, every session summed)\n",
+        markdown_table(table),
+        "A train job that only resumed a finished model benchmarks the resume; this table sums every session.\n",
+    ]
+
+
 def _checkpoint_section(checkpoints: pd.DataFrame | None, labels: Mapping[str, str]) -> list[str]:
     """Size and SHA-256 of every checkpoint evaluated (nothing when none was read)."""
     if checkpoints is None or not len(checkpoints):
@@ -286,10 +309,12 @@ def _run_section(
     notes: Sequence[str],
     versions: Mapping[str, str],
     benchmarks: pd.DataFrame | None,
+    curves: pd.DataFrame | None,
     checkpoints: pd.DataFrame | None,
     config: Mapping[str, Any],
 ) -> list[str]:
-    """What was run: data, seeds, experiments, notes, package versions, wall times, checkpoints, configuration."""
+    """What was run: data, seeds, experiments, notes, package versions, wall and training times, checkpoints,
+    configuration."""
     labels = summary_labels(summary)
     return [
         "## What was run\n",
@@ -301,6 +326,7 @@ def _run_section(
         "### Package versions\n",
         markdown_table(pd.DataFrame({"Package": list(versions), "Version": list(versions.values())})),
         *_benchmark_section(benchmarks),
+        *_training_time_section(curves, labels),
         *_checkpoint_section(checkpoints, labels),
         "### Configuration\n",
         "```yaml\n" + yaml.safe_dump(_plain(config), sort_keys=False) + "```\n",
@@ -377,7 +403,7 @@ def build_report(
         *_figure4_section(figures, figure4_summary),
         *_figure3_section(figures),
         *_curves_section(figures),
-        *_run_section(summary, data_source, seeds, notes, versions, benchmarks, checkpoints, config),
+        *_run_section(summary, data_source, seeds, notes, versions, benchmarks, curves, checkpoints, config),
     ]
     return "\n".join(out)
 

@@ -10,6 +10,9 @@ containers, numbers, strings and CPU tensors only, so reading one executes no co
   ``experiment_config`` (:meth:`tedsnet.experiments.Experiment.config` at training time);
 - ``train_config`` (the training options and data fingerprints of the run), ``config_hash`` (:func:`config_hash`
   of both configurations: the identity a resumed run must match) and ``image_size`` (``[H, W]``);
+- ``pixel_spacing_mm``: ``{"min", "median", "max"}`` in-plane pixel spacing of the training images in mm (from the
+  prepared split's table), or ``None`` when training was given bare arrays; outside ``train_config``, so it does not
+  change a run's identity (older checkpoints lack the key);
 - ``model_state`` (the plain model's state dict), ``optimizer_state`` (``None`` in ``best.pt``), ``rng``
   (:func:`rng_states`);
 - ``epoch``, ``step``, ``images_seen``, ``elapsed_s``, ``history`` (the rows of history.csv so far) and ``best``
@@ -24,6 +27,7 @@ import math
 import os
 import random
 import warnings
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +47,7 @@ __all__ = [
     "ResumeMismatchError",
     "RunProgress",
     "build_checkpoint",
+    "checkpoint_image_size",
     "config_hash",
     "load_checkpoint",
     "read_checkpoint",
@@ -186,6 +191,7 @@ def build_checkpoint(
     experiment: Experiment,
     train_config: Mapping[str, Any],
     progress: RunProgress,
+    pixel_spacing_mm: Mapping[str, float] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict of a run now, with the current RNG states.
 
@@ -203,6 +209,8 @@ def build_checkpoint(
         The training configuration (must hold ``image_size``); hashed with the experiment by :func:`config_hash`.
     progress : RunProgress
         Epoch, step, images seen, elapsed time, history and best epoch.
+    pixel_spacing_mm : mapping, optional
+        ``{"min", "median", "max"}`` in-plane pixel spacing of the training images, mm; None when unknown.
 
     Returns
     -------
@@ -222,6 +230,7 @@ def build_checkpoint(
         "train_config": dict(train_config),
         "config_hash": config_hash(experiment, train_config),
         "image_size": list(train_config["image_size"]),
+        "pixel_spacing_mm": None if pixel_spacing_mm is None else dict(pixel_spacing_mm),
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
         "optimizer_state": None if optimizer is None else optimizer.state_dict(),
         "rng": rng_states(),
@@ -239,6 +248,16 @@ def save_checkpoint(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> N
     """Write a checkpoint dict atomically: ``path`` holds the previous file or the new one, never a partial one."""
     with atomic_path(path) as tmp:
         torch.save(checkpoint, tmp)
+
+
+def _torch_load_problem(error: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in the suite's words (never torch's advice to load
+    with ``weights_only=False``, which would execute code from the file)."""
+    text = str(error)
+    if "weights_only" in text or "Weights only" in text:
+        return "it holds Python objects other than tensors and plain containers, which no tedsnet checkpoint does"
+    first_line = text.splitlines()[0] if text else ""
+    return f"torch.load failed: {type(error).__name__}: {first_line}"
 
 
 def read_checkpoint(path: str | os.PathLike, *, fix: str = _FIX_FOR_INFERENCE) -> dict[str, Any]:
@@ -261,24 +280,65 @@ def read_checkpoint(path: str | os.PathLike, *, fix: str = _FIX_FOR_INFERENCE) -
     FileNotFoundError
         No file at ``path``.
     ValueError
-        The file is not readable by ``torch.load(weights_only=True)`` or is not a tedsnet checkpoint.
+        ``path`` is a directory, is not a zip archive written by ``torch.save`` (a text file, say), is not readable
+        by ``torch.load(weights_only=True)`` or is not a tedsnet checkpoint.
     """
     path = Path(path)
+    if path.is_dir():
+        inside = [name for name in ("best.pt", "last.pt") if (path / name).is_file()]
+        hint = f" (it holds {inside[0]}: pass {path / inside[0]})" if inside else ""
+        raise ValueError(f"checkpoint {path} is a directory, not a checkpoint file{hint}; {fix}.")
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} does not exist; {fix}.")
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"checkpoint {path} is not a file written by torch.save (a checkpoint is a zip archive; this file is "
+            f"not one); {fix}."
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every unreadable file gets the same clear message
-        first_line = str(error).splitlines()[0] if str(error) else ""
         raise ValueError(
-            f"checkpoint {path} is not readable as a tedsnet checkpoint ({type(error).__name__}: {first_line}); "
-            f"{fix}."
+            f"checkpoint {path} is not readable as a tedsnet checkpoint ({_torch_load_problem(error)}); {fix}."
         ) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
         raise ValueError(
             f"checkpoint {path} is not a tedsnet checkpoint (format {CHECKPOINT_FORMAT!r} missing); {fix}."
         )
     return checkpoint
+
+
+def checkpoint_image_size(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> tuple[int, int]:
+    """The training size ``(H, W)`` recorded in a checkpoint as ``image_size``.
+
+    Parameters
+    ----------
+    checkpoint : mapping
+        From :func:`read_checkpoint`.
+    path : path
+        Its file, for the message.
+
+    Returns
+    -------
+    (int, int)
+        Height and width in pixels, both >= 1.
+
+    Raises
+    ------
+    ValueError
+        ``image_size`` is missing, not two whole numbers, or not positive.
+    """
+    size = checkpoint.get("image_size")
+    try:
+        values = [float(s) for s in size]
+    except (TypeError, ValueError):
+        values = []
+    if len(values) != 2 or not all(math.isfinite(v) and v >= 1 and v == int(v) for v in values):
+        raise ValueError(
+            f"checkpoint {path} records image_size {size!r}: expected the training size [H, W], two positive "
+            f"integers (the file is damaged or was not written by tedsnet training); {_FIX_FOR_INFERENCE}."
+        )
+    return int(values[0]), int(values[1])
 
 
 # ------------------------------------------------------------------------------------------------------ resume
@@ -367,6 +427,39 @@ def resume_from(
 
 
 # ------------------------------------------------------------------------------------------------------- models
+#: Keys of each kind a weights-mismatch message names before "and N more".
+_KEYS_SHOWN = 5
+
+
+def _named(kind: str, keys: list[str]) -> str:
+    """``"missing keys a, b, c (and 4 more)"``: the first :data:`_KEYS_SHOWN` of ``keys``."""
+    more = f" (and {len(keys) - _KEYS_SHOWN} more)" if len(keys) > _KEYS_SHOWN else ""
+    return f"{len(keys)} {kind} {', '.join(keys[:_KEYS_SHOWN])}{more}"
+
+
+def _state_mismatch(expected: Mapping[str, Any], stored: Mapping[str, Any]) -> str:
+    """What keeps ``stored`` from loading strictly into a model whose state dict is ``expected``: the missing and
+    unexpected keys and the shape mismatches, the first few of each; ``""`` when it fits."""
+    missing = [key for key in expected if key not in stored]
+    unexpected = [key for key in stored if key not in expected]
+    reshaped = [
+        f"{key} (stored {list(getattr(stored[key], 'shape', ()))}, model {list(expected[key].shape)})"
+        for key in expected
+        if key in stored
+        and (not torch.is_tensor(stored[key]) or tuple(stored[key].shape) != tuple(expected[key].shape))
+    ]
+    parts = [
+        _named(kind, keys)
+        for kind, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("shape mismatches", reshaped),
+        )
+        if keys
+    ]
+    return "; ".join(parts)
+
+
 def load_checkpoint(
     path: str | os.PathLike, device: str | torch.device = "cpu"
 ) -> tuple[nn.Module, Experiment]:
@@ -391,7 +484,8 @@ def load_checkpoint(
     ------
     FileNotFoundError, ValueError
         As :func:`read_checkpoint`; also a ValueError when the experiment is not registered or the weights do not
-        fit it. A registry entry that changed since training only warns.
+        fit it (the message names the first missing, unexpected and mis-shaped keys). A registry entry that changed
+        since training only warns.
 
     Examples
     --------
@@ -415,11 +509,13 @@ def load_checkpoint(
             stacklevel=2,
         )
     model = experiment.factory(**experiment.model_kwargs)
-    try:
-        model.load_state_dict(checkpoint["model_state"])
-    except (RuntimeError, KeyError) as error:
+    stored_state = checkpoint.get("model_state")
+    problems = _state_mismatch(model.state_dict(), stored_state if isinstance(stored_state, Mapping) else {})
+    if problems:
         raise ValueError(
-            f"checkpoint {path}: weights do not fit experiment {experiment.name!r}: {str(error).splitlines()[0]}"
-        ) from error
+            f"checkpoint {path}: weights do not fit experiment {experiment.name!r}: {problems}. The checkpoint was "
+            "written for another architecture; pass a checkpoint of this experiment or restore its registry entry."
+        )
+    model.load_state_dict(stored_state)
     model.to(resolve_device(device)).eval()
     return model, experiment

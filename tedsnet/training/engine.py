@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from tedsnet.device import resolve_device
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
-from tedsnet.io import atomic_path
+from tedsnet.io import atomic_path, stale_temporaries
 from tedsnet.network.losses import grad_loss
 from tedsnet.network.outputs import SegmentationOutput
 from tedsnet.speed.auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
@@ -68,6 +68,9 @@ __all__ = [
 ]
 
 LOGGER = logging.getLogger("tedsnet.training.engine")
+
+#: Largest Adam learning rate :func:`train` accepts (Adam's update of a weight is about lr per step).
+MAX_LR = 1.0
 
 #: Columns of history.csv. loss/seg_loss/grad_* are means over the epoch's images (grad_* empty when the model has
 #: no such field); val_loss is the same total loss on the validation split (eval mode); seconds is the cumulative
@@ -136,12 +139,32 @@ class TrainResult(NamedTuple):
 
 
 # ------------------------------------------------------------------------------------------------------ data
-def _as_split(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images float32 (N, H, W), labels uint8 (N, H, W)) from a PreparedSplit-like object, a tuple or a path."""
+def _open_split(split: Any) -> Any:
+    """A split file read with ``tedsnet.data.prepared.load_split``; any other ``split`` as given."""
     if isinstance(split, (str, os.PathLike)):
         from tedsnet.data.prepared import load_split  # the data layer; imported only when a path is given
 
-        split = load_split(split)
+        return load_split(split)
+    return split
+
+
+def _pixel_spacing(split: Any) -> dict[str, float] | None:
+    """``{"min", "median", "max"}`` of the in-plane pixel spacing (mm) in a prepared split's table (columns
+    ``spacing_row_mm`` and ``spacing_col_mm`` together); None for bare arrays or a table without both columns."""
+    table = getattr(split, "table", None)
+    columns = ("spacing_row_mm", "spacing_col_mm")
+    if table is None or not all(column in getattr(table, "columns", ()) for column in columns):
+        return None
+    values = np.concatenate([np.asarray(table[column], dtype=np.float64) for column in columns])
+    values = values[np.isfinite(values) & (values > 0)]
+    if values.size == 0:
+        return None
+    return {"min": float(values.min()), "median": float(np.median(values)), "max": float(values.max())}
+
+
+def _as_split(split: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images float32 (N, H, W), labels uint8 (N, H, W)) from a PreparedSplit-like object or a tuple (a path is
+    read first by :func:`_open_split`)."""
     if isinstance(split, tuple) and len(split) == 2 and not hasattr(split, "images"):
         images, labels = split
     elif hasattr(split, "images") and hasattr(split, "labels"):
@@ -324,8 +347,15 @@ def _check_options(
         raise ValueError(f"train: epochs must be a non-negative integer, got {epochs!r}.")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"train: batch_size must be a positive integer, got {batch_size!r}.")
-    if not lr > 0:
-        raise ValueError(f"train: lr must be > 0, got {lr!r}.")
+    try:
+        lr_value = float(lr)
+    except (TypeError, ValueError):
+        lr_value = math.nan
+    if not (math.isfinite(lr_value) and 0 < lr_value <= MAX_LR):
+        raise ValueError(
+            f"train: lr must be a finite number in (0, {MAX_LR:g}], got {lr!r}: Adam moves every weight by about lr "
+            f"per step, so a larger step throws the weights far from any trained value (the paper uses 1e-4)."
+        )
     if not 0 < threshold < 1:
         raise ValueError(f"train: threshold must be in (0, 1), got {threshold!r}.")
     if seg_loss not in SEG_LOSSES:
@@ -368,7 +398,7 @@ class TrainConfig:
     batch_size : int
         Images per optimisation step (>= 1).
     lr : float
-        Adam learning rate (> 0).
+        Adam learning rate, finite, in (0, :data:`MAX_LR`].
     seed : int
         Seed of the initial weights, every epoch's shuffle and dropout.
     device : torch.device
@@ -387,6 +417,9 @@ class TrainConfig:
         Stop after this many epochs without a better validation Dice.
     progress_bar : bool
         Draw a progress bar (only ever on a terminal).
+    pixel_spacing_mm : dict or None
+        ``{"min", "median", "max"}`` in-plane pixel spacing of the training images in mm, from a prepared split's
+        table; None for bare arrays. Stored in checkpoints beside the configuration (not part of a run's identity).
     """
 
     experiment: Experiment
@@ -406,6 +439,7 @@ class TrainConfig:
     time_budget_s: float | None
     patience: int | None
     progress_bar: bool
+    pixel_spacing_mm: dict[str, float] | None = None
 
     @classmethod
     def from_arguments(
@@ -442,8 +476,9 @@ class TrainConfig:
             patience=options["patience"],
             speed_mode=options["speed_mode"],
         )
+        train_split = _open_split(train_split)
         train_images, train_labels = _as_split(train_split, "train_split")
-        val_images, val_labels = _as_split(val_split, "val_split")
+        val_images, val_labels = _as_split(_open_split(val_split), "val_split")
         if train_images.shape[1:] != val_images.shape[1:]:
             raise ValueError(
                 f"train: train and val images must have the same H x W, got {train_images.shape[1:]} and "
@@ -471,6 +506,7 @@ class TrainConfig:
             time_budget_s=options["time_budget_s"],
             patience=options["patience"],
             progress_bar=bool(options["progress"]),
+            pixel_spacing_mm=_pixel_spacing(train_split),
         )
 
     @property
@@ -763,6 +799,7 @@ class _TrainingRun:
             experiment=self.config.experiment,
             train_config=self.config.record,
             progress=self.progress,
+            pixel_spacing_mm=self.config.pixel_spacing_mm,
         )
 
     def save(self, *, improved: bool) -> None:
@@ -772,6 +809,16 @@ class _TrainingRun:
             save_checkpoint({**state, "kind": "best", "optimizer_state": None}, self.paths.best)
         save_checkpoint(state, self.paths.last)
         _write_history(self.progress.history, self.paths.history)
+
+
+def _remove_stale_temporaries(paths: TrainPaths, say: Callable[[str], None]) -> None:
+    """Delete the temporary files a killed writer of best.pt, last.pt or history.csv left in the model folder
+    (only names of :func:`tedsnet.io.atomic_path`'s pattern; the final files are always complete)."""
+    stale = [tmp for path in paths for tmp in stale_temporaries(path)]
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    if stale:
+        say(f"removed {len(stale)} temporary file(s) a killed run left: {', '.join(p.name for p in stale)}")
 
 
 @contextlib.contextmanager
@@ -826,7 +873,7 @@ def train(
     batch_size : int
         Images per step (paper: 5). The last batch of an epoch may be smaller.
     lr : float
-        Adam learning rate (paper: 1e-4).
+        Adam learning rate (paper: 1e-4), finite and in (0, :data:`MAX_LR`].
     seed : int
         Seeds the initial weights, every epoch's shuffle and dropout.
     device : str
@@ -890,4 +937,5 @@ def train(
             patience=patience, progress=progress,
         )  # fmt: skip
         paths.best.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(paths, say)
         return _TrainingRun(config, paths, say, callback).run()

@@ -1,15 +1,82 @@
-# Helpers shared by the rules: run name and folders, the data source, experiments, seeds and Figure 4 sweeps.
+# Reading and checking the config (types by the schema, validation, experiment names, crop), then the helpers
+# shared by the rules: run name and folders, the data source, experiments, seeds and Figure 4 sweeps.
 # No rules here (snakemake --lint prefers functions and rules in separate files).
 
+import math
 import os
 import re
 
+import yaml
 from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
 
 from tedsnet.experiments import get_experiment, load_plugins, scale_length, variant_name
 
 ACDC_ENV = "TEDSNET_ACDC_ROOT"
 CONDA_ENV = "../../envs/tedsnet.yaml"
+SCHEMA = os.path.join(workflow.basedir, "workflow", "schemas", "config.schema.yaml")
+# The networks halve the image four times (2x2 poolings), so every side of the crop is a multiple of this.
+CROP_MULTIPLE = 16
+PLUGIN_HINT = (
+    "A method of your own is known once the module that registers it is listed under plugins: in the config "
+    "(docs/adding-a-method.md)."
+)
+_NULLS = ("", "~", "null", "Null", "NULL")
+_BOOLEANS = dict(true=True, yes=True, on=True, false=False, no=False, off=False)
+
+
+def _typed_scalar(text, types):
+    """`text` as the first of the schema's `types` it reads as (YAML's spellings of null and booleans, Python's of
+    numbers, finite only); unchanged when a string is allowed there or nothing fits."""
+    types = [types] if isinstance(types, str) else list(types)
+    word = text.strip()
+    if "null" in types and word in _NULLS:
+        return None
+    if "string" in types:
+        return text
+    if "boolean" in types and word.lower() in _BOOLEANS:
+        return _BOOLEANS[word.lower()]
+    if {"integer", "number"} & set(types) and re.fullmatch(r"[+-]?\d+", word):
+        return int(word)
+    if "number" in types:
+        try:
+            number = float(word)
+        except ValueError:
+            return text
+        return number if math.isfinite(number) else text
+    return text
+
+
+def typed_by_schema(value, schema):
+    """`value` with every string that sits where `schema` expects a number, an integer, a boolean or null converted
+    to it, through properties, additionalProperties and items.
+
+    `--config 'training={epochs: 2}'` reaches the Snakefile as {"epochs": "2"} (Snakemake reads the values nested in
+    a --config entry as strings); this gives the 2 a config file would. A string that does not convert is kept, so
+    validation reports it with the schema's message ("'two' is not of type 'integer'").
+    """
+    if isinstance(value, dict):
+        known = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        extra = extra if isinstance(extra, dict) else {}
+        return {k: typed_by_schema(v, known.get(k, extra)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [typed_by_schema(v, schema.get("items", {})) for v in value]
+    if isinstance(value, str):
+        return _typed_scalar(value, schema.get("type", []))
+    return value
+
+
+def _read_config(config):
+    """Read the config's strings as the types the schema expects there (:func:`typed_by_schema`), then validate
+    it and fill its defaults, in place."""
+    with open(SCHEMA, encoding="utf-8") as handle:
+        schema = yaml.safe_load(handle)
+    config.update(typed_by_schema(dict(config), schema))
+    validate(config, SCHEMA)
+
+
+_read_config(config)
 
 
 def _resolve_data_source(config):
@@ -55,7 +122,7 @@ def _pixel_scale(config):
     return float(data["phantom"]["pixel_scale"]) if data["source"] == "phantom" else 1.0
 
 
-def _run_crop(crop, scale, multiple=16):
+def _run_crop(crop, scale, multiple=CROP_MULTIPLE):
     """The protocol crop (ACDC-grid pixels) on a grid `scale` times coarser: each side / scale, rounded down to a
     multiple of 16 (four 2x2 poolings), at least 16; unchanged at scale 1."""
     if scale == 1.0:
@@ -63,7 +130,28 @@ def _run_crop(crop, scale, multiple=16):
     return [max(multiple, int(c / scale) // multiple * multiple) for c in crop]
 
 
+def _check_crop(crop, scale, multiple=CROP_MULTIPLE):
+    """Every side of `data.crop` (ACDC-grid pixels) must be a multiple of 16; a scaled phantom's crop, derived by
+    :func:`_run_crop`, then is one by construction."""
+    bad = [int(c) for c in crop if int(c) % multiple]
+    if not bad:
+        return
+    down = [int(c) // multiple * multiple for c in crop]
+    up = [-(-int(c) // multiple) * multiple for c in crop]
+    scaled = (
+        f" (this phantom's pixel_scale {scale:g} then divides each side and rounds it down to a multiple of "
+        f"{multiple})"
+        if scale != 1.0
+        else ""
+    )
+    raise WorkflowError(
+        f"data.crop {list(crop)}: each side must be a multiple of {multiple} (the networks halve the image four "
+        f"times), got {bad[0]}. Set data.crop to e.g. {down} or {up}, in ACDC-grid pixels{scaled}."
+    )
+
+
 PIXEL_SCALE = _pixel_scale(config)
+_check_crop(config["data"]["crop"], PIXEL_SCALE)
 CROP = _run_crop(config["data"]["crop"], PIXEL_SCALE)
 # The data settings the prepared dataset depends on (the phantom's only for a phantom run, so that a new phantom
 # setting never re-prepares, and so re-trains, an ACDC run).
@@ -73,7 +161,6 @@ DATA_PARAMS = {
     if k != "phantom" or config["data"]["source"] == "phantom"
 }
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "seg_loss", "patience", "time_budget_s")
-EXPERIMENTS = list(config["experiments"])
 SEEDS = [int(s) for s in config["training"]["seeds"]]
 
 
@@ -88,6 +175,41 @@ def _import_plugins(modules):
 
 
 _import_plugins(config["plugins"])
+
+
+def _check_names(names, key, unknown_fix=PLUGIN_HINT, alias_fix=""):
+    """Every name under the config key `key` must be a registry name in its canonical form, so that the folder of
+    what is trained, and the row a setting applies to, names the experiment. `unknown_fix`: the advice for a name
+    the registry does not resolve; `alias_fix`: more advice for a non-canonical one."""
+    for name in names:
+        try:
+            canonical = get_experiment(name).name
+        except ValueError as error:
+            raise WorkflowError(f"{key}: {error} {unknown_fix}") from None
+        if canonical != name:
+            raise WorkflowError(
+                f"{key}: experiment {name!r} resolves to {canonical!r} in the registry (an override equal to "
+                f"the base's value is dropped). Name it {canonical!r}{alias_fix}."
+            )
+
+
+def _check_reference(reference, rows):
+    """The paired tests compare `evaluation.reference` with every other Table 1 row, so it must be one of them."""
+    if reference not in rows:
+        raise WorkflowError(
+            f"evaluation.reference {reference!r} is not a Table 1 row; expected one of experiments {rows}. Set "
+            f"it to one of them (e.g. --config 'evaluation={{reference: {rows[-1]}}}') or add {reference!r} to "
+            "experiments."
+        )
+
+
+EXPERIMENTS = list(config["experiments"])
+_check_names(EXPERIMENTS, "experiments")
+_check_names([config["figure4"]["base"]], "figure4.base")
+_check_names(config["training"]["overrides"], "training.overrides")
+for _part, _models in config["parts"].items():
+    _check_names(_models, f"parts.{_part}")
+_check_reference(config["evaluation"]["reference"], EXPERIMENTS)
 
 
 def _sweeps(fig4):
@@ -121,27 +243,15 @@ def _sweep_experiments(sweeps):
     return list(dict.fromkeys(e for points in sweeps.values() for e in points.values()))
 
 
-def _check_names(models):
-    """Every model must be a registry name in its canonical form, so that its folder names what is trained."""
-    for name in models:
-        try:
-            canonical = get_experiment(name).name
-        except ValueError as error:
-            raise WorkflowError(
-                f"{error} A method of your own is known once the module that registers it is listed under "
-                "plugins: in the config (docs/adding-a-method.md)."
-            ) from None
-        if canonical != name:
-            raise WorkflowError(
-                f"experiment {name!r} resolves to {canonical!r} in the registry (an override equal to the "
-                "base's value is dropped). List it under its canonical name, or set figure4.base_int_steps / "
-                "figure4.base_prior_radius to the registry's values."
-            )
-
-
 SWEEP_EXPERIMENTS = _sweep_experiments(SWEEPS)
+_check_names(
+    SWEEP_EXPERIMENTS,
+    f"figure4 (the sweep points of figure4.base {config['figure4']['base']!r})",
+    unknown_fix="Choose a figure4.base that has the swept settings (e.g. tedsnet), or empty "
+    "figure4.int_steps / figure4.prior_radius.",
+    alias_fix=", or set figure4.base_int_steps / figure4.base_prior_radius to the registry's values",
+)
 MODELS = list(dict.fromkeys(EXPERIMENTS + SWEEP_EXPERIMENTS))
-_check_names(MODELS)
 FIGURE3_MODELS = [
     e for e in ("unet", "unet_smp", config["evaluation"]["reference"]) if e in MODELS
 ]
