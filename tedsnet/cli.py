@@ -19,6 +19,7 @@ error line, nothing written. No trained model ships with the repository: each tr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Sequence
@@ -50,10 +51,10 @@ def _check_output(path: Path, what: str, suffixes: tuple[str, ...], overwrite: b
     """Raise CLIError unless ``path`` has one of ``suffixes`` and is free (or ``overwrite``) and not a folder."""
     if not path.name.lower().endswith(suffixes):
         raise CLIError(f"{what} {path} must end in {' or '.join(suffixes)}.")
+    if path.is_dir():
+        raise CLIError(f"{what} {path} is a directory; give a file name.")
     if path.exists() and not overwrite:
         raise CLIError(f"{what} {path} already exists; pass --overwrite to replace it.")
-    if path.exists() and path.is_dir():
-        raise CLIError(f"{what} {path} is a directory; give a file name.")
 
 
 def _warn(message: str) -> None:
@@ -117,15 +118,21 @@ def _load_volume(path: Path):
 
 def _load_model(path: Path, device: str):
     """(model, experiment, training size (H, W), training pixel spacing or None) of a checkpoint file."""
-    from tedsnet.training.checkpoint import checkpoint_image_size, load_checkpoint, read_checkpoint
+    from tedsnet.training.checkpoint import (
+        checkpoint_image_size,
+        checkpoint_pixel_spacing,
+        load_checkpoint,
+        read_checkpoint,
+    )
 
     try:
         checkpoint = read_checkpoint(path)
         image_size = checkpoint_image_size(checkpoint, path)
+        spacing = checkpoint_pixel_spacing(checkpoint, path)
         model, experiment = load_checkpoint(path, device=device)
     except (FileNotFoundError, ValueError) as error:
         raise CLIError(str(error)) from error
-    return model, experiment, image_size, checkpoint.get("pixel_spacing_mm")
+    return model, experiment, image_size, spacing
 
 
 def _check_slices(path: Path, volume: np.ndarray, image_size: tuple[int, int]) -> None:
@@ -158,8 +165,8 @@ def _check_spacing(path: Path, image, trained: dict | None, ignore: bool) -> Non
     if trained is None:
         if not ignore:
             _warn(
-                "the checkpoint records no training pixel spacing (written before it was stored, or trained from "
-                "bare arrays), so the input's spacing cannot be checked; make sure it matches the training data's."
+                "the checkpoint records no training pixel spacing (a checkpoint without the key, or one trained "
+                "from bare arrays), so the input's spacing cannot be checked; make sure it matches the training data's."
             )
         return
     spacing = tuple(float(z) for z in image.header.get_zooms()[:2])
@@ -177,48 +184,32 @@ def _check_spacing(path: Path, image, trained: dict | None, ignore: bool) -> Non
 
 def _report_refused(path: Path, table) -> None:
     """List the refused slices on stderr, grouped by reason."""
-    from tedsnet.inference.volume import SLICE_REFUSALS
+    from tedsnet.inference.volume import SLICE_OK, SLICE_REFUSALS
 
     groups = [
         f"z {', '.join(str(z) for z in table.z[table.status == key])}: {key} ({why})"
         for key, why in SLICE_REFUSALS.items()
         if (table.status == key).any()
     ]
-    refused = int((table.status != "ok").sum())
+    refused = int((table.status != SLICE_OK).sum())
     _warn(
         f"input {path}: {refused} of {len(table)} slices refused, not segmented (mask 0, CSV status says why): "
         + "; ".join(groups)
     )
 
 
-def _atomic_tmp(path: Path) -> Path:
-    """A hidden temporary name beside ``path`` with the same (NIfTI-aware) suffix."""
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
-    return path.with_name(f".{path.name}.tmp{os.getpid()}{suffix}")
-
-
 def _write_outputs(out_image, table, output: Path, csv_path: Path | None) -> None:
-    """Write the mask (and the CSV) to temporary files and rename them into place only when all are complete."""
+    """Write the mask (and the CSV) through temporary files, renamed into place only when both are complete."""
     import nibabel as nib
 
-    written: list[Path] = []
-    try:
-        for target, write in [
-            (output, lambda tmp: nib.save(out_image, str(tmp))),
-            (csv_path, lambda tmp: table.to_csv(tmp, index=False)),
-        ]:
-            if target is None:
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = _atomic_tmp(target)
-            write(tmp)
-            written.append(tmp)
-        for tmp, target in zip(written, [t for t in (output, csv_path) if t is not None], strict=True):
-            os.replace(tmp, target)
-    finally:
-        for tmp in written:
-            if tmp.exists():
-                tmp.unlink()
+    from tedsnet.io import atomic_path
+
+    with contextlib.ExitStack() as stack:
+        mask_tmp = stack.enter_context(atomic_path(output))
+        csv_tmp = None if csv_path is None else stack.enter_context(atomic_path(csv_path))
+        nib.save(out_image, str(mask_tmp))
+        if csv_tmp is not None:
+            table.to_csv(csv_tmp, index=False)
 
 
 def segment_command(args: argparse.Namespace) -> int:

@@ -16,7 +16,17 @@ from typing import Any
 
 import pandas as pd
 
-__all__ = ["atomic_path", "savefig_atomic", "stale_temporaries", "write_csv_atomic", "write_text_atomic"]
+__all__ = [
+    "COMPOUND_SUFFIXES",
+    "atomic_path",
+    "savefig_atomic",
+    "stale_temporaries",
+    "write_csv_atomic",
+    "write_text_atomic",
+]
+
+#: Suffixes that a writer recognises as a whole (``nibabel`` compresses ``.nii.gz`` by its name).
+COMPOUND_SUFFIXES = (".nii.gz", ".tar.gz")
 
 
 def _umask() -> int:
@@ -27,7 +37,8 @@ def _umask() -> int:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path`` (same suffix); rename it to ``path`` when the block succeeds.
+    """Yield a temporary path beside ``path`` (same suffix, ``.nii.gz`` kept whole); rename it to ``path`` when
+    the block succeeds.
 
     The parent folder is created. The file gets the permissions a plain ``open(path, "w")`` would give (0666 less
     the umask; ``mkstemp`` alone would leave it 0600). On an exception the temporary file is removed and the
@@ -51,7 +62,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 def _temporary_prefix_suffix(path: Path) -> tuple[str, str]:
     """The prefix and suffix of :func:`atomic_path`'s temporary names for ``path`` (mkstemp puts a random part
     between them)."""
-    return f".{path.stem}.", f".tmp{path.suffix}"
+    suffix = "".join(path.suffixes[-2:]) if path.name.lower().endswith(COMPOUND_SUFFIXES) else path.suffix
+    return f".{path.name[: len(path.name) - len(suffix)]}.", f".tmp{suffix}"
 
 
 def stale_temporaries(path: str | os.PathLike) -> list[Path]:

@@ -39,3 +39,13 @@ def test_stale_temporaries_match_only_the_writers_own_names(tmp_path):
         (tmp_path / name).write_bytes(b"not a temporary of last.pt")
     (tmp_path / ".last.abcd_234.tmp.pt").write_bytes(b"")
     assert [p.name for p in stale_temporaries(target)] == [".last.abcd_234.tmp.pt"]
+
+
+def test_nifti_temporaries_keep_the_whole_suffix(tmp_path):
+    """nibabel compresses by the file name, so a .nii.gz temporary must end in .nii.gz."""
+    target = tmp_path / "mask.nii.gz"
+    with atomic_path(target) as tmp:
+        assert tmp.name.startswith(".mask.") and tmp.name.endswith(".tmp.nii.gz")
+        tmp.write_bytes(b"x")
+        assert stale_temporaries(target) == [tmp]
+    assert target.read_bytes() == b"x" and stale_temporaries(target) == []

@@ -192,6 +192,8 @@ def _write(path: Path, array: np.ndarray) -> Path:
         ("csv_is_output", "output and CSV are the same file"),
         ("all_nan", r"none of its 3 slices can be segmented \(3 with NaN or infinite voxels\)"),
         ("all_zero", r"none of its 3 slices can be segmented \(3 with no intensity contrast"),
+        ("output_directory", r"mask\.nii\.gz is a directory; give a file name"),
+        ("damaged_spacing", r"records pixel_spacing_mm \{'min': 1\.0\}: expected \{'min', 'median', 'max'\}"),
     ],
 )
 def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, checkpoint, capsys, case, message):
@@ -250,6 +252,13 @@ def test_bad_input_exits_2_with_a_message_and_writes_nothing(tmp_path, checkpoin
         args["--input"] = str(_write(tmp_path / "nan.nii.gz", np.full((40, 48, 3), np.nan, np.float32)))
     elif case == "all_zero":
         pass  # the default volume: every slice is zero
+    elif case == "output_directory":
+        output.mkdir()  # refused as a folder at once, not first as "already exists"
+    elif case == "damaged_spacing":
+        stored = read_checkpoint(checkpoint)
+        stored["pixel_spacing_mm"] = {"min": 1.0}
+        torch.save(stored, tmp_path / "edited.pt")
+        args["--checkpoint"] = str(tmp_path / "edited.pt")
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     argv = [
         "segment",

@@ -19,6 +19,7 @@ CODE_PATTERNS = (
     "workflow/**/*.py",
     "workflow/**/*.smk",
     "workflow/**/*.yaml",
+    "tools/*",
 )
 #: The longest a function may be unless it is a flat table.
 MAX_FUNCTION_LINES = 80

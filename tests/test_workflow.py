@@ -352,6 +352,31 @@ def test_slurm_profile_dry_run(workdir):
     assert job_counts(result.stdout)["train"] >= 11
 
 
+def test_slurm_profile_asks_for_the_rules_threads():
+    """The profile fixes no CPU count (a node with fewer CPUs never schedules a fixed one): the plugin derives
+    --cpus-per-task from each rule's threads, which train and predict take from training.num_threads."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text())
+    assert "cpus_per_task" not in (profile.get("default-resources") or {})
+    assert not any("cpus_per_task" in (r or {}) for r in (profile.get("set-resources") or {}).values())
+    assert profile["slurm-status-command"] == "squeue"  # sacct needs an accounting database
+    rules = (REPO / "workflow" / "rules" / "train.smk").read_text()
+    assert rules.count('threads: config["training"]["num_threads"]') == 2
+
+
+def test_schema_lr_bound_is_the_engine_s():
+    """A learning rate the engine refuses is refused when the workflow is parsed."""
+    import yaml
+
+    from tedsnet.training.engine import MAX_LR
+
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    training = schema["properties"]["training"]["properties"]
+    assert training["lr"]["maximum"] == MAX_LR
+    assert training["overrides"]["additionalProperties"]["properties"]["lr"]["maximum"] == MAX_LR
+
+
 def with_the_guide_s_method(work: Path, guide, config_name: str = "smoke") -> str:
     """Save the method guide's module in `work` and a config: workflow/config/<config_name>.yaml plus the guide's
     two lines (its plugin, its row after the config's rows). Returns the config's path relative to `work`."""

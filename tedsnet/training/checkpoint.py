@@ -12,7 +12,7 @@ containers, numbers, strings and CPU tensors only, so reading one executes no co
   of both configurations: the identity a resumed run must match) and ``image_size`` (``[H, W]``);
 - ``pixel_spacing_mm``: ``{"min", "median", "max"}`` in-plane pixel spacing of the training images in mm (from the
   prepared split's table), or ``None`` when training was given bare arrays; outside ``train_config``, so it does not
-  change a run's identity (older checkpoints lack the key);
+  change a run's identity (a checkpoint without the key reads as ``None``);
 - ``model_state`` (the plain model's state dict), ``optimizer_state`` (``None`` in ``best.pt``), ``rng``
   (:func:`rng_states`);
 - ``epoch``, ``step``, ``images_seen``, ``elapsed_s``, ``history`` (the rows of history.csv so far) and ``best``
@@ -48,6 +48,7 @@ __all__ = [
     "RunProgress",
     "build_checkpoint",
     "checkpoint_image_size",
+    "checkpoint_pixel_spacing",
     "config_hash",
     "load_checkpoint",
     "read_checkpoint",
@@ -306,6 +307,44 @@ def read_checkpoint(path: str | os.PathLike, *, fix: str = _FIX_FOR_INFERENCE) -
             f"checkpoint {path} is not a tedsnet checkpoint (format {CHECKPOINT_FORMAT!r} missing); {fix}."
         )
     return checkpoint
+
+
+def checkpoint_pixel_spacing(
+    checkpoint: Mapping[str, Any], path: str | os.PathLike
+) -> dict[str, float] | None:
+    """The training images' in-plane pixel spacing recorded in a checkpoint as ``pixel_spacing_mm``.
+
+    Parameters
+    ----------
+    checkpoint : mapping
+        From :func:`read_checkpoint`.
+    path : path
+        Its file, for the message.
+
+    Returns
+    -------
+    dict or None
+        ``{"min", "median", "max"}`` in mm, all finite and positive; None when the checkpoint records none.
+
+    Raises
+    ------
+    ValueError
+        ``pixel_spacing_mm`` is present but not three positive numbers under those keys.
+    """
+    spacing = checkpoint.get("pixel_spacing_mm")
+    if spacing is None:
+        return None
+    try:
+        values = {key: float(spacing[key]) for key in ("min", "median", "max")}
+    except (TypeError, KeyError, ValueError):
+        values = {}
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values.values()):
+        raise ValueError(
+            f"checkpoint {path} records pixel_spacing_mm {spacing!r}: expected {{'min', 'median', 'max'}} in mm, "
+            f"three positive numbers (the file is damaged or was not written by tedsnet training); "
+            f"{_FIX_FOR_INFERENCE}."
+        )
+    return values
 
 
 def checkpoint_image_size(checkpoint: Mapping[str, Any], path: str | os.PathLike) -> tuple[int, int]:

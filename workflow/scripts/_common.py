@@ -65,16 +65,12 @@ def logged(snakemake) -> Iterator[logging.Logger]:
 
 
 def copy_atomic(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Copy ``src`` to ``dst`` through a temporary file in the destination folder."""
-    dst = Path(dst)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.with_name(f".{dst.name}.tmp{os.getpid()}")
-    try:
+    """Copy ``src`` to ``dst`` through the suite's atomic writer (a temporary file renamed into place)."""
+    from tedsnet.io import atomic_path
+
+    with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return dst
+    return Path(dst)
 
 
 def set_threads(n: int) -> None:

@@ -15,19 +15,13 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
-        from tedsnet.experiments import get_experiment, with_prior_geometry
+        from tedsnet.experiments import with_prior_geometry
+        from tedsnet.io import stale_temporaries
         from tedsnet.training.checkpoint import ResumeMismatchError
         from tedsnet.training.engine import train
 
         name = snakemake.wildcards.exp
         seed = int(snakemake.wildcards.seed)
-        experiment = get_experiment(name)
-        if experiment.name != name:
-            raise ValueError(
-                f"experiment {name!r} resolves to {experiment.name!r} in the registry (an override equal to the "
-                "base's value is dropped). In the config, set figure4.base_int_steps / figure4.base_prior_radius to "
-                "the registry's defaults, or list the experiment under its canonical name."
-            )
         prior = snakemake.params.prior
         experiment = with_prior_geometry(
             name, prior["radius"], prior["thickness"], pixel_scale=float(snakemake.params.pixel_scale)
@@ -72,6 +66,10 @@ def main(snakemake) -> None:
                 experiment, snakemake.input.train, snakemake.input.val, work, resume=False, **kwargs
             )
         log.info("result: %s", result)
+        for target in (snakemake.output.history, snakemake.output.checkpoint):
+            for tmp in stale_temporaries(target):  # left by a job killed while copying
+                tmp.unlink()
+                log.info("removed %s, left by a killed copy", tmp)
         copy_atomic(result.paths.history, snakemake.output.history)
         copy_atomic(result.paths.best, snakemake.output.checkpoint)
 
