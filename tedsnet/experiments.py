@@ -59,6 +59,7 @@ __all__ = [
     "LazyFactory",
     "get_experiment",
     "list_experiments",
+    "figure4_sweeps",
     "load_plugins",
     "register",
     "scale_length",
@@ -658,6 +659,49 @@ def list_experiments() -> list[str]:
 
 #: A dotted module name (what ``import`` takes), the form of every entry of the workflow's ``plugins``.
 PLUGIN_MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+
+
+def figure4_sweeps(figure4: Mapping[str, Any], pixel_scale: float = 1.0) -> dict[str, dict[Any, str]]:
+    """The Figure 4 points of a run: ``{"int_steps": {value: experiment}, "prior_radius": {...}}``.
+
+    The base's own value reuses the base experiment; every other value is its registry variant
+    (:func:`variant_name`). Radii are given on the ACDC grid and named on the run's (:func:`scale_length`).
+
+    Parameters
+    ----------
+    figure4 : mapping
+        The workflow's ``figure4`` config: ``base``, ``base_int_steps``, ``base_prior_radius``, ``int_steps`` and
+        ``prior_radius`` (lists of values; an empty list drops that sweep).
+    pixel_scale : float
+        The run's pixel size relative to the ACDC grid (1 for ACDC).
+
+    Returns
+    -------
+    dict
+        Sweep key -> {value on the run's grid -> experiment name}, sweeps with no value left out.
+
+    Examples
+    --------
+    >>> fig4 = {"base": "tedsnet", "base_int_steps": 8, "base_prior_radius": 30, "int_steps": [4, 8],
+    ...         "prior_radius": [30, 40]}
+    >>> figure4_sweeps(fig4, pixel_scale=1.5)
+    {'int_steps': {4: 'tedsnet_steps4', 8: 'tedsnet'}, 'prior_radius': {20.0: 'tedsnet', 26.7: 'tedsnet_radius26.7'}}
+    """
+    base, sweeps = figure4["base"], {}
+    for key, base_value, scaled in (
+        ("int_steps", figure4["base_int_steps"], False),
+        ("prior_radius", figure4["base_prior_radius"], True),
+    ):
+        if scaled:
+            base_value = scale_length(base_value, pixel_scale)
+        points = {}
+        for value in figure4[key]:
+            if scaled:
+                value = scale_length(value, pixel_scale)
+            points[value] = base if float(value) == float(base_value) else variant_name(base, {key: value})
+        if points:
+            sweeps[key] = points
+    return sweeps
 
 
 def load_plugins(modules: Iterable[str], search_path: str | os.PathLike | None = None) -> list[ModuleType]:

@@ -10,7 +10,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +20,7 @@ __all__ = [
     "COMPOUND_SUFFIXES",
     "atomic_path",
     "savefig_atomic",
+    "remove_stale_temporaries",
     "stale_temporaries",
     "write_csv_atomic",
     "write_text_atomic",
@@ -89,6 +90,17 @@ def stale_temporaries(path: str | os.PathLike) -> list[Path]:
     if not path.parent.is_dir():
         return []
     return sorted(p for p in path.parent.iterdir() if pattern.fullmatch(p.name) and p.is_file())
+
+
+def remove_stale_temporaries(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Delete the :func:`stale_temporaries` of every path in ``paths``; returns what was deleted.
+
+    Call it only when no writer of those paths is running (a job that owns the folder, at its start).
+    """
+    stale = [tmp for path in paths for tmp in stale_temporaries(path)]
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> Path:

@@ -160,21 +160,6 @@ class PaperProtocol:
         return self.runs * self.epochs * self.n_train
 
 
-def _sweep_models(figure4: Mapping) -> list[str]:
-    """The Figure 4 points' experiments (the base's own value reuses the base), as ``workflow/rules/common.smk``
-    names them on the ACDC grid."""
-    from tedsnet.experiments import variant_name
-
-    base, models = figure4["base"], []
-    for key, base_value in (
-        ("int_steps", figure4["base_int_steps"]),
-        ("prior_radius", figure4["base_prior_radius"]),
-    ):
-        for value in figure4[key]:
-            models.append(base if float(value) == float(base_value) else variant_name(base, {key: value}))
-    return models
-
-
 def _patients_per_split(config: Mapping) -> dict:
     """Patients in train / val / test: the committed official ACDC split, or the fractions of 100 patients."""
     split = config["data"]["split"]
@@ -199,13 +184,16 @@ def paper_protocol(config_path: str | os.PathLike = PAPER_CONFIG) -> PaperProtoc
     import yaml
 
     from tedsnet.data.acdc import PHASES
-    from tedsnet.experiments import get_experiment
+    from tedsnet.experiments import figure4_sweeps, get_experiment
 
     config = yaml.safe_load(Path(config_path).read_text())
     with_schema_defaults(config, yaml.safe_load(CONFIG_SCHEMA.read_text()))
-    names = list(dict.fromkeys([*config["experiments"], *_sweep_models(config["figure4"])]))
+    data = config["data"]
+    pixel_scale = float(data["phantom"]["pixel_scale"]) if data["source"] == "phantom" else 1.0
+    sweeps = figure4_sweeps(config["figure4"], pixel_scale)
+    names = list(dict.fromkeys([*config["experiments"], *(e for p in sweeps.values() for e in p.values())]))
     trains = {name: get_experiment(name).trains for name in names}
-    data, training = config["data"], config["training"]
+    training = config["training"]
     patients = _patients_per_split(config)
     per_patient = len(PHASES) * int(data["slices_per_scan"])
     n_images = int(data["augment"]["n_images"])

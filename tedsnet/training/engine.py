@@ -43,7 +43,7 @@ from torch import Tensor, nn
 
 from tedsnet.device import resolve_device
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
-from tedsnet.io import atomic_path, stale_temporaries
+from tedsnet.io import atomic_path, remove_stale_temporaries
 from tedsnet.network.losses import grad_loss
 from tedsnet.network.outputs import SegmentationOutput
 from tedsnet.speed.auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
@@ -814,9 +814,7 @@ class _TrainingRun:
 def _remove_stale_temporaries(paths: TrainPaths, say: Callable[[str], None]) -> None:
     """Delete the temporary files a killed writer of best.pt, last.pt or history.csv left in the model folder
     (only names of :func:`tedsnet.io.atomic_path`'s pattern; the final files are always complete)."""
-    stale = [tmp for path in paths for tmp in stale_temporaries(path)]
-    for tmp in stale:
-        tmp.unlink(missing_ok=True)
+    stale = remove_stale_temporaries(paths)
     if stale:
         say(f"removed {len(stale)} temporary file(s) a killed run left: {', '.join(p.name for p in stale)}")
 

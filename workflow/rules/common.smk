@@ -10,7 +10,7 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from tedsnet.experiments import get_experiment, load_plugins, scale_length, variant_name
+from tedsnet.experiments import figure4_sweeps, get_experiment, load_plugins
 
 ACDC_ENV = "TEDSNET_ACDC_ROOT"
 CONDA_ENV = "../../envs/tedsnet.yaml"
@@ -212,30 +212,7 @@ for _part, _models in config["parts"].items():
 _check_reference(config["evaluation"]["reference"], EXPERIMENTS)
 
 
-def _sweeps(fig4):
-    """{"int_steps": {value: experiment}, "prior_radius": {...}}; the base value reuses the base experiment. Radii
-    are given in ACDC-grid pixels and named in the run's (a scaled phantom: 30 -> 20 at pixel_scale 1.5).
-    """
-    base = fig4["base"]
-    sweeps = {}
-    for key, base_value, scaled in (
-        ("int_steps", fig4["base_int_steps"], False),
-        ("prior_radius", fig4["base_prior_radius"], True),
-    ):
-        points = {}
-        if scaled:
-            base_value = scale_length(base_value, PIXEL_SCALE)
-        for value in fig4[key]:
-            if scaled:
-                value = scale_length(value, PIXEL_SCALE)
-            same = float(value) == float(base_value)
-            points[value] = base if same else variant_name(base, {key: value})
-        if points:
-            sweeps[key] = points
-    return sweeps
-
-
-SWEEPS = _sweeps(config["figure4"])
+SWEEPS = figure4_sweeps(config["figure4"], PIXEL_SCALE)
 
 
 def _sweep_experiments(sweeps):

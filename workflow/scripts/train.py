@@ -16,7 +16,7 @@ def main(snakemake) -> None:
         import pandas as pd
 
         from tedsnet.experiments import with_prior_geometry
-        from tedsnet.io import stale_temporaries
+        from tedsnet.io import remove_stale_temporaries
         from tedsnet.training.checkpoint import ResumeMismatchError
         from tedsnet.training.engine import train
 
@@ -66,10 +66,9 @@ def main(snakemake) -> None:
                 experiment, snakemake.input.train, snakemake.input.val, work, resume=False, **kwargs
             )
         log.info("result: %s", result)
-        for target in (snakemake.output.history, snakemake.output.checkpoint):
-            for tmp in stale_temporaries(target):  # left by a job killed while copying
-                tmp.unlink()
-                log.info("removed %s, left by a killed copy", tmp)
+        # A job killed while copying leaves temporaries beside the outputs.
+        for tmp in remove_stale_temporaries([snakemake.output.history, snakemake.output.checkpoint]):
+            log.info("removed %s, left by a killed copy", tmp)
         copy_atomic(result.paths.history, snakemake.output.history)
         copy_atomic(result.paths.best, snakemake.output.checkpoint)
 
