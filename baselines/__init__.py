@@ -7,6 +7,8 @@ Every model takes ``forward(image, prior)`` with image (B, 1, H, W) and prior (B
 - :class:`~baselines.unet.UNet`: the paper's U-Net, built from TEDS-Net's own blocks.
 - :class:`~baselines.smp_unet.SMPUNet`: segmentation-models-pytorch's U-Net (random init, no download).
 - :class:`~baselines.voxelmorph.VoxelMorph`: the ``voxelmorph`` package's pairwise network warping the prior.
+- :class:`~baselines.postprocess.PostProcessedUNet`: the paper's U-Net with the usual morphological fix of its
+  prediction; :mod:`baselines.topology_losses` holds the topology losses of the clDice and PH-loss U-Nets.
 
 The classes are imported lazily (``from baselines import VoxelMorph`` imports voxelmorph only then), so using one
 baseline does not pay for importing the others' packages.
@@ -17,11 +19,17 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["SMPUNet", "UNet", "VoxelMorph"]
+__all__ = ["PostProcessedUNet", "SMPUNet", "UNet", "VoxelMorph"]
 
-_MODULES = {"SMPUNet": "baselines.smp_unet", "UNet": "baselines.unet", "VoxelMorph": "baselines.voxelmorph"}
+_MODULES = {
+    "PostProcessedUNet": "baselines.postprocess",
+    "SMPUNet": "baselines.smp_unet",
+    "UNet": "baselines.unet",
+    "VoxelMorph": "baselines.voxelmorph",
+}
 
 if TYPE_CHECKING:
+    from baselines.postprocess import PostProcessedUNet
     from baselines.smp_unet import SMPUNet
     from baselines.unet import UNet
     from baselines.voxelmorph import VoxelMorph

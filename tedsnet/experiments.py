@@ -64,6 +64,7 @@ __all__ = [
     "register",
     "scale_length",
     "variant_name",
+    "with_model_settings",
     "with_prior_geometry",
     "zero_field_tedsnet",
 ]
@@ -84,13 +85,38 @@ def _dice_bce(pred: Tensor, target: Tensor) -> Tensor:
     return dice_bce_loss(pred, target, per_image=True)
 
 
+def _dice_cldice(pred: Tensor, target: Tensor) -> Tensor:
+    from baselines.topology_losses import dice_cldice_loss
+
+    return dice_cldice_loss(pred, target)
+
+
+def _dice_topology(pred: Tensor, target: Tensor) -> Tensor:
+    from baselines.topology_losses import dice_topology_loss
+
+    return dice_topology_loss(pred, target)
+
+
+def _dice_betti_matching(pred: Tensor, target: Tensor) -> Tensor:
+    from baselines.topology_losses import dice_betti_matching_loss
+
+    return dice_betti_matching_loss(pred, target)
+
+
 #: Segmentation losses by name: ``(pred (B,1,H,W) in [0,1], target (B,1,H,W) binary) -> scalar``.
 #: ``dice``: one soft Dice over the batch (the authors' code); ``dice_image``: mean of per-image soft Dice losses;
-#: ``dice_bce``: per-image soft Dice + binary cross-entropy.
+#: ``dice_bce``: per-image soft Dice + binary cross-entropy; ``dice_cldice``: per-image soft Dice + soft clDice
+#: (Shit et al., CVPR 2021); ``dice_topology``: per-image soft Dice + the persistent-homology loss with the ring's
+#: Betti numbers (1, 1) as prior (Clough et al., TPAMI 2020); ``dice_betti_matching``: per-image soft Dice + the
+#: Betti matching loss (Stucki et al., ICML 2023; the package topolosses). The topology losses live in
+#: :mod:`baselines.topology_losses`, imported on first use.
 SEG_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
     "dice": _dice_batch,
     "dice_image": _dice_image,
     "dice_bce": _dice_bce,
+    "dice_cldice": _dice_cldice,
+    "dice_topology": _dice_topology,
+    "dice_betti_matching": _dice_betti_matching,
 }
 
 #: The segmentation loss of every registry entry (one protocol for every row): per-image soft Dice, which trains
@@ -110,6 +136,7 @@ NAME_TOKENS: dict[str, str] = {
     "thickness": "prior_thickness",
     "beta": "beta",
     "features": "features",
+    "epochs": "epochs",
 }
 
 
@@ -230,6 +257,12 @@ class Experiment:
         The registry entry this experiment derives from; empty means its own name (base entries).
     overrides : mapping
         The overrides applied to ``base`` (empty for base entries).
+    epochs : int or None
+        The experiment's own training budget in epochs (e.g. ``tedsnet_epochs12``); None trains for the run's
+        ``training.epochs``.
+    init_from : str or None
+        The experiment whose trained checkpoint of the same seed initialises this model's weights (a fine-tune,
+        or a model that only post-processes it); None starts from the factory's initialisation.
 
     Raises
     ------
@@ -260,6 +293,8 @@ class Experiment:
     description: str = ""
     base: str = ""
     overrides: Mapping[str, Any] = field(default_factory=dict, hash=False)
+    epochs: int | None = None
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.=+-]*", self.name):
@@ -274,6 +309,10 @@ class Experiment:
             )
         if not self.beta >= 0:
             raise ValueError(f"Experiment {self.name}: beta must be >= 0, got {self.beta}.")
+        if self.epochs is not None and not (isinstance(self.epochs, int) and self.epochs >= 1):
+            raise ValueError(
+                f"Experiment {self.name}: epochs must be None or an integer >= 1, got {self.epochs!r}."
+            )
         if not 0 < self.prior_thickness <= self.prior_radius:
             raise ValueError(
                 f"Experiment {self.name}: need 0 < prior_thickness <= prior_radius, got thickness "
@@ -317,6 +356,8 @@ class Experiment:
             "seg_loss": self.seg_loss,
             # only when not the default, so that the hashes of existing runs stay valid
             **({} if self.grad_identity else {"grad_identity": False}),
+            **({} if self.epochs is None else {"epochs": int(self.epochs)}),
+            **({} if self.init_from is None else {"init_from": self.init_from}),
         }
 
     def config_hash(self) -> str:
@@ -334,6 +375,8 @@ EXPERIMENT_OVERRIDES = (
     "prior_thickness",
     "seg_loss",
     "label",
+    "epochs",
+    "init_from",
 )
 
 #: The registry: base experiment name -> Experiment. Use :func:`register` to add to it.
@@ -589,6 +632,25 @@ def with_prior_geometry(
     if not geometry:
         return named
     return replace(get_experiment(name, **geometry), label=named.label)
+
+
+def with_model_settings(experiment: Experiment, settings: Mapping[str, Any]) -> Experiment:
+    """``experiment`` with those of the run's model ``settings`` its model takes (keys already in its
+    ``model_kwargs``, e.g. the post-processing's ``threshold`` and ``closing_radius_px``), its label kept.
+
+    The settings become overrides, so a checkpoint records them and :func:`tedsnet.training.checkpoint.load_checkpoint`
+    rebuilds the same model; keys the model does not take are ignored.
+
+    Examples
+    --------
+    >>> with_model_settings(get_experiment("unet_post"), {"closing_radius_px": 2}).model_kwargs["closing_radius_px"]
+    2
+    """
+    wanted = {k: v for k, v in settings.items() if k in experiment.model_kwargs}
+    if all(experiment.model_kwargs[k] == v for k, v in wanted.items()):
+        return experiment
+    changed = get_experiment(experiment.base, **{**experiment.overrides, **wanted})
+    return replace(changed, label=experiment.label)
 
 
 def _default_of(factory: Callable[..., nn.Module], key: str) -> Any:
@@ -847,3 +909,56 @@ register(
     )
 )
 del _name, _label, _kwargs, _beta
+
+# Topology-aware baselines: the U-Net with the usual morphological fix, and U-Nets trained with topology losses.
+register(
+    Experiment(
+        name="unet_post",
+        label="U-Net + post-processing",
+        factory=LazyFactory("baselines.postprocess:PostProcessedUNet"),
+        model_kwargs={"out_bias": UNET_OUT_BIAS, "threshold": 0.3, "closing_radius_px": 1},
+        trains=False,
+        init_from="unet",
+        description=(
+            "The trained paper U-Net, its prediction post-processed: largest 4-connected component, binary "
+            "closing with a disk, every hole but the largest (the cavity) filled. No training."
+        ),
+    )
+)
+register(
+    Experiment(
+        name="unet_cldice",
+        label="U-Net + clDice",
+        factory=LazyFactory("baselines.unet:UNet"),
+        model_kwargs={"out_bias": UNET_OUT_BIAS},
+        seg_loss="dice_cldice",
+        description="The paper U-Net trained from scratch with per-image soft Dice + soft clDice (Shit et al. 2021).",
+    )
+)
+register(
+    Experiment(
+        name="unet_topo",
+        label="U-Net + PH loss (Betti prior)",
+        factory=LazyFactory("baselines.unet:UNet"),
+        model_kwargs={"out_bias": UNET_OUT_BIAS},
+        seg_loss="dice_topology",
+        init_from="unet",
+        description=(
+            "The trained paper U-Net fine-tuned with per-image soft Dice + a persistent-homology loss whose prior "
+            "is the ring's Betti numbers (1, 1) (Clough et al. 2020)."
+        ),
+    )
+)
+register(
+    Experiment(
+        name="unet_bettimatch",
+        label="U-Net + Betti matching",
+        factory=LazyFactory("baselines.unet:UNet"),
+        model_kwargs={"out_bias": UNET_OUT_BIAS},
+        seg_loss="dice_betti_matching",
+        description=(
+            "The paper U-Net trained from scratch with per-image soft Dice + 0.5 x the Betti matching loss (Stucki "
+            "et al. 2023; the topolosses package)."
+        ),
+    )
+)

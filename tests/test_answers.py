@@ -6,7 +6,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tedsnet.reporting.answers import answer_questions, budget_table, jacobian_pattern
+from tedsnet.reporting.answers import (
+    answer_budget12,
+    answer_postprocess,
+    answer_questions,
+    answer_topology_baselines,
+    budget_table,
+    jacobian_pattern,
+    patient_test_text,
+)
 
 
 def _row(experiment, dice, topo, bulk=math.nan, ft=math.nan, hd=3.0):
@@ -95,3 +103,68 @@ def test_answers_say_so_when_every_prediction_is_empty(paper):
     summary = pd.DataFrame([_row("A2", 0.0, 100, bulk=60.0, ft=30.0, hd=math.nan)])
     text = answer_questions(summary, paper, None, passing=[])
     assert "HD N/A (every prediction empty) vs 3.73" in text and "nan" not in text
+
+
+# --------------------------------------------------------------------------------------------------- baselines
+def _tests(*rows):
+    """Patient-level tests: (experiment, reference, metric, p_wilcoxon, p_ttest)."""
+    return pd.DataFrame(
+        [
+            {"experiment": e, "reference": r, "metric": m, "n_patients": 10, "mean_diff": 0.0,
+             "p_wilcoxon": w, "p_ttest": t}
+            for e, r, m, w, t in rows
+        ]
+    )  # fmt: skip
+
+
+def test_patient_test_text_finds_a_pair_in_either_order_and_falls_back_to_the_t_test():
+    tests = _tests(
+        ("unet_post", "tedsnet", "dice", 0.0004, 0.01), ("unet_post", "unet", "dice", math.nan, 0.2)
+    )
+    assert patient_test_text(tests, "tedsnet", "unet_post", "dice") == (
+        "patient-level Wilcoxon p = 4.00e-04, n = 10 patients"
+    )
+    assert (
+        patient_test_text(tests, "unet_post", "unet", "dice")
+        == "patient-level paired t-test p = 0.200, n = 10 patients"
+    )
+    assert patient_test_text(tests, "unet_post", "unet", "hd_mm") == "no patient-level test"
+    assert patient_test_text(None, "a", "b", "dice") == "no patient-level test"
+
+
+def test_baseline_answers_weigh_topology_as_a_share_and_leave_out_rows_below_the_guard():
+    summary = pd.DataFrame(
+        [
+            {**_row("tedsnet", 0.80, 2), "hd_mm_mean": 6.0, "n_test": 300},  # three seeds: 2/300
+            {**_row("unet", 0.88, 10), "hd_mm_mean": 5.0},
+            {**_row("unet_cldice", 0.86, 1), "hd_mm_mean": 5.5},  # 1/100 > 2/300
+            {**_row("unet_topo", 0.60, 0), "hd_mm_mean": 9.0},
+            {**_row("unet_post", 0.87, 4), "hd_mm_mean": 5.2},
+        ]
+    )
+    passing = ["tedsnet", "unet", "unet_cldice", "unet_post"]
+    text = answer_topology_baselines(summary, None, passing)
+    assert "No: every baseline past the guard has a larger share" in text
+    assert "the closest is U-Net + clDice: 1/100 incorrect against TEDS-Net's 2/300" in text
+    assert "HD 5.50 mm vs 6.00 mm (no patient-level test)" in text
+    assert "Below the under-training guard, left out: U-Net + PH loss (Betti prior)." in text
+    post = answer_postprocess(summary, None, passing, {"closing_radius_px": 2})
+    assert "closing_radius_px = 2" in post and "it closes 64% of the topology gap to TEDS-Net" in post
+    assert "Dice -0.010 (0.880 → 0.870" in post
+    assert "Not run" in answer_postprocess(summary[summary["experiment"] != "unet_post"], None, passing, {})
+    assert "Not answerable" in answer_topology_baselines(
+        summary[summary["experiment"] == "unet"], None, passing
+    )
+
+
+def test_budget_answer_only_for_pairs_run_with_a_paper_row(paper):
+    summary = pd.DataFrame(
+        [_row("tedsnet", 0.70, 0), _row("tedsnet_epochs12", 0.90, 0), _row("unet", 0.8, 3)]
+    )
+    text = answer_budget12(summary, paper, {"tedsnet": 4, "tedsnet_epochs12": 12})
+    assert (
+        "TEDS-Net: Dice 0.700 → 0.900 (4 → 12 epochs), paper 0.86: the longer budget closes the whole" in text
+    )
+    assert "U-Net" not in text
+    assert answer_budget12(summary[summary["experiment"] != "tedsnet_epochs12"], paper) == ""
+    assert answer_budget12(summary, None) == ""

@@ -323,7 +323,7 @@ def test_the_projection_counts_what_the_paper_workflow_trains(tmp_path):
     protocol = _gpu_check_module().paper_protocol()
     assert (protocol.n_train, protocol.n_val, protocol.n_test) == (6000, 1200, 100)  # docs/protocol.md
     assert (protocol.epochs, protocol.batch_size, protocol.lr, protocol.crop) == (200, 5, 1e-4, (144, 208))
-    assert protocol.untrained == ("prior",) and "tedsnet_steps16" in protocol.models
+    assert protocol.untrained == ("prior", "unet_post") and "tedsnet_steps16" in protocol.models
     if shutil.which("snakemake") is None:
         pytest.skip("snakemake is not installed")
     (tmp_path / "training").mkdir()  # an empty ACDC root: a dry run reads no data

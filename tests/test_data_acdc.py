@@ -1,9 +1,11 @@
-"""ACDC reader: Info.cfg parsing, every bad-input case (message checked), a cohort, and (acdc) the real data."""
+"""ACDC reader: Info.cfg parsing, every bad-input case (message checked), a cohort, and (acdc) the real data with
+the classes of its slices."""
 
 from __future__ import annotations
 
 import gzip
 import os
+from collections import Counter
 from pathlib import Path
 
 import nibabel as nib
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 from tedsnet.data.acdc import list_patient_dirs, read_cohort, read_cohort_table, read_info, read_patient
-from tedsnet.data.slices import extract_slices
+from tedsnet.data.slices import apex_at_high_z, classify_slices, extract_slices
 from tedsnet.network.priors import ring_prior
 
 INFO = "ED: 1\nES: 3\nGroup: NOR\nHeight: 180.0\nNbFrame: 10\nWeight: 75.0\n"
@@ -226,5 +228,16 @@ def test_real_acdc_reads_and_gives_1000_ring_slices(acdc_root):
         sum(s.clipped for s in slices) == 0
     )  # the protocol crop clips no selected myocardium on ACDC training
     assert {(s.patient_id, s.phase) for s in slices} == {(p.id, ph) for p in patients for ph in ("ED", "ES")}
+    # ACDC stores every scan base first, and the class counts pin the classification of its training slices.
+    frames = [p.frames[ph] for p in patients for ph in ("ED", "ES")]
+    assert all(apex_at_high_z(f.label) for f in frames)
+    classes = Counter(c for f in frames for c in classify_slices(f.label))
+    assert classes == {
+        "ring": 1782,
+        "non_ring_basal": 21,
+        "non_ring_apical": 21,
+        "non_ring_broken": 4,
+        "no_myocardium": 74,
+    }
     assert {p: p.stat().st_mtime_ns for p in (acdc_root / "training").glob("patient*/*")} == before
     assert not any(name.endswith(".tmp") for name in os.listdir(acdc_root / "training"))

@@ -8,7 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tedsnet.data.prepared import REQUIRED_COLUMNS, PrepareSettings, load_split, prepare_dataset, save_split
+from tedsnet.data.prepared import (
+    REQUIRED_COLUMNS,
+    PrepareSettings,
+    load_split,
+    load_split_table,
+    prepare_dataset,
+    save_split,
+)
 from tedsnet.data.splits import read_splits
 from tedsnet.evaluation.metrics import has_ring_topology
 
@@ -47,6 +54,24 @@ def test_round_trip(tmp_path):
     assert out.table["spacing_row_mm"].tolist() == [1.25] * 3
     with np.load(path, allow_pickle=False) as data:  # plain arrays: no pickle needed
         assert "images" in data.files
+
+
+def test_slice_class_and_kept_round_trip_and_the_table_alone(tmp_path):
+    """The all-slices sets' columns come back with their types, and the table reads without the images."""
+    table = _table(3).assign(
+        slice_class=["no_myocardium", "ring", "non_ring_basal"], kept=[False, True, False]
+    )
+    images = np.zeros((3, 8, 10), np.float32)
+    path = save_split(tmp_path / "test_all.npz", images, np.zeros((3, 8, 10), np.uint8), table)
+    out = load_split(path).table
+    assert out["slice_class"].tolist() == ["no_myocardium", "ring", "non_ring_basal"]
+    assert out["kept"].dtype == bool and out["kept"].tolist() == [False, True, False]
+    pd.testing.assert_frame_equal(load_split_table(path), out)
+    with pytest.raises(FileNotFoundError, match="prepared split not found"):
+        load_split_table(tmp_path / "none.npz")
+    np.savez(tmp_path / "other.npz", images=images)
+    with pytest.raises(ValueError, match=r"not a prepared split \(missing arrays \['table_columns'\]\)"):
+        load_split_table(tmp_path / "other.npz")
 
 
 def test_save_errors(tmp_path):

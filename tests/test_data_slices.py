@@ -1,4 +1,5 @@
-"""Slice selection (known answer on a hand-made volume), crop/pad, clipping and per-slice normalisation."""
+"""Slice selection (known answer on a hand-made volume), crop/pad, clipping, per-slice normalisation, and the class
+of every slice (hand-made volumes and the phantom's drawn layout) with the all-slices extraction."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import pytest
 
 from tedsnet.data.acdc import Frame, Patient
 from tedsnet.data.slices import (
+    SLICE_CLASSES,
+    apex_at_high_z,
     center_crop_or_pad,
+    classify_slices,
+    extract_all_slices,
     extract_slices,
     normalise_intensity,
     ring_slice_indices,
@@ -139,3 +144,79 @@ def test_phantom_gives_ring_slices(phantom_root):
         slices = extract_slices(read_patient(folder))
         assert len(slices) == 10
         assert all(has_ring_topology(s.myocardium) and not s.clipped for s in slices)
+
+
+HAND_MADE_CLASSES = ["no_myocardium", "non_ring_basal", *["ring"] * 6, "non_ring_apical"]
+
+
+def test_classes_known_answer_and_flipped():
+    """The hand-made heart shrinks towards z8 (its apex): the open C at z1 is basal, the disc at z8 apical; stored
+    the other way round, every class is mirrored."""
+    label = hand_made_label()
+    assert classify_slices(label) == HAND_MADE_CLASSES
+    assert apex_at_high_z(label) and not apex_at_high_z(label[:, :, ::-1])
+    assert classify_slices(label[:, :, ::-1]) == HAND_MADE_CLASSES[::-1]
+    assert set(HAND_MADE_CLASSES) <= set(SLICE_CLASSES)
+
+
+def test_broken_inside_the_ring_range_and_no_ring_at_all():
+    label = hand_made_label()
+    label[90:, :, 4][label[90:, :, 4] == 2] = 0  # the lower part of the z4 ring gone: a C between rings
+    assert classify_slices(label)[4] == "non_ring_broken"
+    assert classify_slices(label)[1] == "non_ring_basal" and classify_slices(label)[8] == "non_ring_apical"
+    no_ring = label.copy()
+    no_ring[:, :, 2:8][no_ring[:, :, 2:8] == 3] = 2  # every ring filled into a disc
+    assert classify_slices(no_ring) == ["no_myocardium", *["non_ring_broken"] * 8]
+
+
+def test_flat_heart_keeps_the_acdc_order_and_a_2d_label_is_refused():
+    label = np.zeros((40, 40, 3), np.uint8)
+    label[:, :, 1][ring_prior((40, 40), 10, 3)] = 2
+    assert apex_at_high_z(label)  # one myocardium-bearing slice: base at z = 0
+    assert classify_slices(label) == ["no_myocardium", "ring", "no_myocardium"]
+    with pytest.raises(ValueError, match=r"label must be a 3-D volume \(X, Y, Z\), got shape \(40, 40\)"):
+        classify_slices(label[:, :, 1])
+
+
+def test_phantom_classes_match_its_drawn_layout():
+    """The phantom draws each slice as one of its kinds, base to apex: an atrium or a slice below the heart has no
+    myocardium, the outflow slice is an open basal C, the cap an apical disc."""
+    from tedsnet.data.phantom import generate_patient
+
+    expected = {
+        "atrium": "no_myocardium",
+        "below": "no_myocardium",
+        "open": "non_ring_basal",
+        "cap": "non_ring_apical",
+        "ring": "ring",
+    }
+    seen = set()
+    for i, group in enumerate(("NOR", "DCM", "HCM", "MINF"), start=1):
+        frames, params = generate_patient(np.random.default_rng([0, i]), group, (64, 96), pixel_scale=2.0)
+        for frame in frames.values():
+            got = classify_slices(frame.label)
+            assert got == [expected[k] for k in params.layout.kinds], (i, params.layout.kinds, got)
+            seen.update(got)
+    assert {"ring", "no_myocardium", "non_ring_basal", "non_ring_apical"} <= seen
+
+
+def test_all_slices_keep_exactly_the_protocol_s_slices():
+    label = hand_made_label()
+    es_label = label.copy()
+    es_label[:, :, 5:8] = 0  # ES: three rings only
+    patient = _patient(_frame(label), _frame(es_label, index=9))
+    rows = extract_all_slices(patient, n=3)
+    assert [(r.slice.phase, r.slice.z) for r in rows] == [(p, z) for p in ("ED", "ES") for z in range(9)]
+    assert [r.slice_class for r in rows[:9]] == HAND_MADE_CLASSES
+    protocol = extract_slices(patient, n=3)
+    kept = [r.slice for r in rows if r.kept]
+    assert [(s.phase, s.z) for s in kept] == [(s.phase, s.z) for s in protocol]
+    for ours, theirs in zip(kept, protocol, strict=True):
+        np.testing.assert_array_equal(ours.image, theirs.image)
+        np.testing.assert_array_equal(ours.myocardium, theirs.myocardium)
+    assert not rows[0].slice.myocardium.any() and rows[0].slice.image.shape == (144, 208)
+    short = extract_all_slices(patient, n=4)  # ES has 3 rings: extract_slices refuses it, nothing kept there
+    assert sum(r.kept for r in short if r.slice.phase == "ED") == 4
+    assert not any(r.kept for r in short if r.slice.phase == "ES")
+    with pytest.raises(ValueError, match="extract_all_slices: n must be a positive integer"):
+        extract_all_slices(patient, n=0)

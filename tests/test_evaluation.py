@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from tedsnet.evaluation import metrics
+from tedsnet.evaluation import metrics, topology
 from tedsnet.evaluation.cases import (
     ID_COLUMNS,
     METRIC_COLUMNS,
+    SPLIT_COLUMNS,
     CaseMetrics,
     evaluate_case,
     evaluate_predictions,
@@ -41,6 +43,31 @@ def test_identical_ring_known_answers():
         assert math.isnan(getattr(row, f"nonpos_jac_{name}_central_pct"))
 
 
+def test_old_columns_come_first_in_their_order():
+    assert METRIC_COLUMNS[:13] == (
+        "dice", "hd_px", "hd95_px", "hd_mm", "hd95_mm", "nonpos_jac_bulk_pct", "nonpos_jac_ft_pct",
+        "nonpos_jac_bulk_central_pct", "nonpos_jac_ft_central_pct", "b0", "b1", "correct_topology", "status",
+    )  # fmt: skip
+    assert METRIC_COLUMNS[13:] == (
+        "assd_px", "assd_mm", "pred_pixels", "ref_pixels", "ref_b0", "ref_b1", "betti_error", "euler_error",
+        "betti_matching_error", "topology_error", "topology_matches_reference",
+    )  # fmt: skip
+    committed = sorted((Path(__file__).resolve().parents[1] / "results").glob("*/metrics/*.csv"))
+    for path in committed:  # the result tables evaluated before the new columns existed
+        header = pd.read_csv(path, nrows=0).columns.tolist()
+        assert header[: len(ID_COLUMNS) + 1 + 13] == [*ID_COLUMNS, "seed", *METRIC_COLUMNS[:13]], path.name
+
+
+def test_identical_ring_new_columns():
+    ref = ring()
+    row = evaluate_case(ref, ref, (1.5, 1.5))
+    assert row.assd_px == 0.0 and row.assd_mm == 0.0
+    assert row.pred_pixels == row.ref_pixels == int(ref.sum()) > 0
+    assert (row.ref_b0, row.ref_b1) == (1, 1)
+    assert row.betti_error == row.euler_error == row.betti_matching_error == 0
+    assert row.topology_error == "" and row.topology_matches_reference
+
+
 def test_shifted_ring_distances_in_px_and_mm():
     ref = ring()
     pred = np.roll(ref, 3, axis=1)  # 3 px along columns
@@ -49,6 +76,8 @@ def test_shifted_ring_distances_in_px_and_mm():
     assert row.hd_mm == pytest.approx(1.5)  # 3 columns x 0.5 mm
     assert row.hd95_px <= row.hd_px
     assert row.dice == pytest.approx(metrics.dice(pred, ref))
+    assert row.assd_px == pytest.approx(metrics.average_surface_distance(pred, ref)) and 0 < row.assd_px < 3
+    assert row.assd_mm == pytest.approx(metrics.average_surface_distance(pred, ref, spacing=(2.0, 0.5)))
 
 
 def test_crop_gives_the_same_distances_as_the_full_slice():
@@ -62,14 +91,56 @@ def test_crop_gives_the_same_distances_as_the_full_slice():
     assert row.hd95_px == pytest.approx(metrics.hausdorff(pred, ref, percentile=95))
     assert row.hd_mm == pytest.approx(metrics.hausdorff(pred, ref, spacing=(1.3, 0.7)))
     assert row.hd95_mm == pytest.approx(metrics.hausdorff(pred, ref, spacing=(1.3, 0.7), percentile=95))
+    assert row.assd_px == pytest.approx(metrics.average_surface_distance(pred, ref))
+    assert row.assd_mm == pytest.approx(metrics.average_surface_distance(pred, ref, spacing=(1.3, 0.7)))
+    # the topology columns do not depend on the crop either
+    assert (row.b0, row.b1) == metrics.betti_numbers(pred)
+    assert row.betti_matching_error == topology.betti_matching_error(pred, ref)
+    assert row.euler_error == topology.euler_error(pred, ref)
 
 
 def test_empty_prediction_gives_nan_and_status_never_raises():
     row = evaluate_case(np.zeros(SHAPE, np.uint8), ring(), (1.0, 1.0))
     assert row.status == "empty_prediction"
     assert row.dice == 0.0
-    assert all(math.isnan(v) for v in (row.hd_px, row.hd95_px, row.hd_mm, row.hd95_mm))
+    assert all(
+        math.isnan(v) for v in (row.hd_px, row.hd95_px, row.hd_mm, row.hd95_mm, row.assd_px, row.assd_mm)
+    )
     assert (row.b0, row.b1) == (0, 0) and not row.correct_topology
+    assert row.topology_error == "empty" and row.pred_pixels == 0
+    assert row.betti_error == 2 and row.betti_matching_error == 2 and row.euler_error == 0
+
+
+def test_empty_reference_and_empty_both_never_raise():
+    row = evaluate_case(ring(), np.zeros(SHAPE, np.uint8), (1.0, 1.0))
+    assert row.status == "empty_reference" and math.isnan(row.assd_px) and math.isnan(row.hd_mm)
+    assert (row.ref_b0, row.ref_b1, row.ref_pixels) == (0, 0, 0)
+    assert row.betti_error == 2 and row.betti_matching_error == 2 and not row.topology_matches_reference
+    assert (
+        row.correct_topology and row.topology_error == ""
+    )  # judged against one ring, as correct_topology is
+    both = evaluate_case(np.zeros(SHAPE), np.zeros(SHAPE), (1.0, 1.0))
+    assert both.status == "empty_both" and both.dice == 1.0 and math.isnan(both.assd_mm)
+    assert both.betti_error == both.euler_error == both.betti_matching_error == 0
+    assert both.topology_matches_reference and both.topology_error == "empty"
+
+
+def test_topology_error_kinds_and_reference_match():
+    ref = ring()
+    filled = ring(30, 30)  # a disc: the cavity filled in
+    gap = ring()
+    gap[60:80, 100:] = 0  # one cut through the right side: the cavity open
+    island = ring()
+    island[5:8, 5:8] = 1
+    moved = ring(center=(71.5, 103.5 + 66))  # clear of the reference: right Betti numbers, wrong place
+    masks = {"filled": filled, "gap": gap, "island": island, "moved": moved}
+    rows = {name: evaluate_case(mask, ref, (1, 1)) for name, mask in masks.items()}
+    assert rows["filled"].topology_error == "missing_hole" and rows["filled"].betti_error == 1
+    assert rows["gap"].topology_error == "broken_ring" and rows["gap"].betti_matching_error == 1
+    assert rows["island"].topology_error == "extra_components" and rows["island"].betti_matching_error == 1
+    assert not any(r.topology_matches_reference for k, r in rows.items() if k != "moved")
+    assert rows["moved"].topology_matches_reference and rows["moved"].topology_error == ""
+    assert rows["moved"].betti_error == 0 and rows["moved"].betti_matching_error == 4
 
 
 def test_broken_ring_and_two_components_topology():
@@ -77,6 +148,7 @@ def test_broken_ring_and_two_components_topology():
     broken[:, 100:108] = 0  # cut the ring on both sides: two arcs, no hole
     row = evaluate_case(broken, ring(), (1.0, 1.0))
     assert (row.b0, row.b1) == (2, 0) and not row.correct_topology
+    assert row.topology_error == "extra_components+broken_ring"
     disc = ring(30, 30)
     assert evaluate_case(disc, ring(), (1, 1)).b1 == 0
 
@@ -152,13 +224,32 @@ def test_evaluate_predictions_table_order_and_values():
         disp_bulk=None,
     )
     df = evaluate_predictions(preds, split, "tedsnet", seed=3)
-    assert list(df.columns) == [*ID_COLUMNS, "seed", *METRIC_COLUMNS]
+    assert list(df.columns) == [*ID_COLUMNS, "seed", *METRIC_COLUMNS, *SPLIT_COLUMNS]
+    assert df["slice_class"].eq("ring").all() and df["kept"].eq(True).all()  # a protocol split: ring slices
     assert df["case_id"].tolist() == split.table["case_id"].tolist()
     assert (df["experiment"] == "tedsnet").all() and (df["seed"] == 3).all()
     assert df["dice"].iloc[:9].eq(1.0).all()
     assert df["status"].iloc[9] == "empty_prediction" and math.isnan(df["hd_px"].iloc[9])
     assert df["nonpos_jac_ft_pct"].eq(0.0).all() and df["nonpos_jac_bulk_pct"].isna().all()
     assert df["correct_topology"].sum() == 9
+
+
+def test_evaluate_predictions_copies_slice_class_and_kept():
+    split = make_split(4)
+    split.labels[3] = 0  # a slice without myocardium
+    split.table["slice_class"] = ["ring", "non_ring_basal", "ring", "no_myocardium"]
+    split.table["kept"] = ["True", "False", "True", "False"]  # as a CSV-backed table may hold them
+    preds = SimpleNamespace(case_id=split.table["case_id"].to_numpy(), binary=make_split(4).labels)
+    df = evaluate_predictions(preds, split, "x")
+    assert df["slice_class"].tolist() == ["ring", "non_ring_basal", "ring", "no_myocardium"]
+    assert df["kept"].tolist() == [True, False, True, False] and df["kept"].dtype == bool
+    last = df.iloc[3]
+    assert last["status"] == "empty_reference" and math.isnan(last["assd_mm"]) and math.isnan(last["hd_mm"])
+    assert (last["ref_b0"], last["ref_b1"], last["betti_error"], last["betti_matching_error"]) == (0, 0, 2, 2)
+    assert not last["topology_matches_reference"] and last["topology_error"] == ""
+    split.table["kept"] = ["yes", "no", "yes", "no"]
+    with pytest.raises(ValueError, match="column 'kept' must hold True/False"):
+        evaluate_predictions(preds, split, "x")
 
 
 def test_evaluate_predictions_threshold_rebinarises_soft():

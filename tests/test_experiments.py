@@ -26,19 +26,57 @@ from tedsnet.experiments import (
     register,
     scale_length,
     variant_name,
+    with_model_settings,
     with_prior_geometry,
 )
 from tedsnet.network.model import TEDSNet, count_parameters
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE1 = ["prior", "unet", "unet_smp", "voxelmorph", "A1", "A2", "A3", "A4", "A5", "A6", "tedsnet"]
+TOPOLOGY_BASELINES = ["unet_post", "unet_cldice", "unet_topo", "unet_bettimatch"]
 
 
 def test_registry_has_every_table1_row_in_order():
-    assert list_experiments() == TABLE1
-    assert len({EXPERIMENTS[n].label for n in TABLE1}) == len(TABLE1)
+    assert list_experiments() == TABLE1 + TOPOLOGY_BASELINES
+    assert len({EXPERIMENTS[n].label for n in list_experiments()}) == len(list_experiments())
     assert all(EXPERIMENTS[n].seg_loss == DEFAULT_SEG_LOSS for n in TABLE1)  # one protocol for every row
-    assert set(SEG_LOSSES) == {"dice", "dice_image", "dice_bce"}
+    assert set(SEG_LOSSES) == {
+        "dice",
+        "dice_image",
+        "dice_bce",
+        "dice_cldice",
+        "dice_topology",
+        "dice_betti_matching",
+    }
+
+
+def test_topology_baselines_start_from_the_unet_they_name():
+    post, cldice, topo, matching = (EXPERIMENTS[n] for n in TOPOLOGY_BASELINES)
+    assert (matching.init_from, matching.seg_loss) == (None, "dice_betti_matching")
+    assert (post.init_from, post.trains) == ("unet", False)
+    assert (topo.init_from, topo.seg_loss) == ("unet", "dice_topology")
+    assert (cldice.init_from, cldice.seg_loss) == (None, "dice_cldice")
+    # the post-processed U-Net has the U-Net's weights, so the trained U-Net's checkpoint loads into it strictly
+    assert post.build(seed=0).state_dict().keys() == EXPERIMENTS["unet"].build(seed=0).state_dict().keys()
+
+
+def test_budget_variants_by_name():
+    long = get_experiment("tedsnet_epochs12")
+    assert (long.epochs, long.base, long.overrides) == (12, "tedsnet", {"epochs": 12})
+    assert long.config_hash() != EXPERIMENTS["tedsnet"].config_hash()
+    assert "epochs" not in EXPERIMENTS["tedsnet"].config()  # hashes of runs from before the field stay valid
+    assert get_experiment("unet", epochs=12).name == "unet_epochs12"
+    with pytest.raises(ValueError, match="epochs must be None or an integer >= 1"):
+        get_experiment("tedsnet", epochs=0)
+
+
+def test_with_model_settings_keeps_name_and_label_and_ignores_other_keys():
+    post = EXPERIMENTS["unet_post"]
+    changed = with_model_settings(post, {"closing_radius_px": 3, "threshold": 0.3, "nonsense": 1})
+    assert changed.model_kwargs["closing_radius_px"] == 3 and changed.label == post.label
+    assert changed.overrides == {"closing_radius_px": 3} and changed.base == "unet_post"
+    assert with_model_settings(post, {"closing_radius_px": 1}) is post
+    assert with_model_settings(EXPERIMENTS["tedsnet"], {"closing_radius_px": 3}) is EXPERIMENTS["tedsnet"]
 
 
 def test_loss_weights_follow_the_paper():
@@ -239,5 +277,7 @@ def test_core_never_imports_baselines_and_baselines_never_import_the_registry():
             "tedsnet.network.outputs",
             "tedsnet.network.functional",
             "tedsnet.network.model",
+            "tedsnet.network.losses",  # the topology losses add to the soft Dice
+            "tedsnet.evaluation.metrics",  # the ring's Betti numbers, defined once
         }
         assert {m for m in imported if m.startswith("tedsnet")} <= allowed, path

@@ -8,6 +8,7 @@ from scipy import ndimage
 
 from tedsnet.evaluation.metrics import (
     JACOBIAN_SLAB_ROWS,
+    average_surface_distance,
     betti_numbers,
     dice,
     has_ring_topology,
@@ -16,6 +17,7 @@ from tedsnet.evaluation.metrics import (
     jacobian_determinant_central,
     nonpositive_jacobian_percent,
     nonpositive_jacobian_percents,
+    surface_distances,
 )
 from tedsnet.network.priors import ring_prior
 
@@ -89,6 +91,41 @@ def test_dice_and_hausdorff_agree_with_medpy():
         )
 
 
+def test_assd_agrees_with_medpy_and_with_the_combined_distances():
+    rng = np.random.default_rng(1)
+    for _ in range(30):
+        a = ndimage.binary_dilation(rng.random((50, 60)) > 0.97, iterations=3)
+        b = ndimage.binary_dilation(rng.random((50, 60)) > 0.97, iterations=2)
+        spacing = tuple(rng.uniform(0.6, 2.0, size=2))
+        assert average_surface_distance(a, b) == pytest.approx(medpy_binary.assd(a, b))
+        assert average_surface_distance(a, b, spacing) == pytest.approx(
+            medpy_binary.assd(a, b, voxelspacing=spacing)
+        )
+        # the combined call gives exactly (==) what the three separate ones give
+        for sp in (None, spacing):
+            assert surface_distances(a, b, sp) == (
+                hausdorff(a, b, sp),
+                hausdorff(a, b, sp, percentile=95),
+                average_surface_distance(a, b, sp),
+            )
+
+
+def test_assd_known_answers_and_empty_masks():
+    ring = ring_prior((60, 60), 15, 4)
+    assert average_surface_distance(ring, ring) == 0.0
+    square = np.zeros((8, 8), bool)
+    square[2:6, 2:6] = True
+    moved = np.roll(square, 1, axis=1)
+    # 12 border pixels each way: 4 on the far side one column from the other border, 2 inside the other square one
+    # row from it, the other 6 on it
+    assert average_surface_distance(square, moved) == pytest.approx(6 / 12)
+    assert average_surface_distance(square, moved, spacing=(1.0, 3.0)) == pytest.approx((4 * 3 + 2 * 1) / 12)
+    assert average_surface_distance(square, moved) <= hausdorff(square, moved)
+    empty = np.zeros_like(ring)
+    assert np.isnan(average_surface_distance(empty, ring)) and np.isnan(average_surface_distance(ring, empty))
+    assert all(np.isnan(v) for v in surface_distances(empty, empty))
+
+
 def test_hausdorff_known_answer_and_empty_mask():
     ring = ring_prior((60, 60), 15, 4)
     shifted = np.roll(ring, 3, axis=1)
@@ -135,6 +172,15 @@ def test_jacobian_local_fold_percentage():
             r"percentile must be in \[0, 100\]",
         ),
         (lambda: jacobian_determinant(np.zeros((3, 4, 4))), r"shape \(2, H, W\)"),
+        (
+            lambda: average_surface_distance(np.ones((3, 3)), np.ones((3, 3)), spacing=(1, -1)),
+            "average_surface_distance: spacing must be two positive",
+        ),
+        (lambda: average_surface_distance(np.ones((3, 3)), np.ones((3, 4))), "same shape"),
+        (
+            lambda: surface_distances(np.ones((3, 3)), np.ones((3, 3)), spacing=(1,)),
+            "spacing must be two positive",
+        ),
     ],
 )
 def test_metric_input_checks(call, message):

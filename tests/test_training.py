@@ -479,3 +479,55 @@ def test_training_time_is_the_total_over_all_sessions(tmp_path):
     assert (
         float(rows[-1]["seconds"]) == round(more.seconds, 3) == round(state(more.paths.last)["elapsed_s"], 3)
     )
+
+
+def test_a_fine_tune_starts_from_the_named_checkpoint_and_records_it(tmp_path):
+    base = train(tiny("unet"), TRAIN, VAL, tmp_path / "unet", epochs=1, progress=False, log=lambda m: None)
+    tune = tiny("unet", init_from="unet")
+    untouched = tune.build(seed=3).state_dict()
+    result = train(
+        tune, TRAIN, VAL, tmp_path / "tune", epochs=1, seed=3, lr=1e-9, progress=False, log=lambda m: None,
+        init_checkpoint=base.paths.best,
+    )  # fmt: skip
+    start = torch.load(base.paths.best, weights_only=False)["model_state"]
+    tuned = torch.load(result.paths.best, weights_only=False)["model_state"]
+    # a step of lr 1e-9 from the U-Net's weights stays at them, not at the fresh initialisation of seed 3
+    key = "head.weight"
+    assert torch.allclose(tuned[key], start[key], atol=1e-6)
+    assert not torch.allclose(tuned[key], untouched[key], atol=1e-3)
+    assert len(read_train_config(result.paths.best)["init_weights"]) == 16
+    assert "init_weights" not in read_train_config(base.paths.best)
+
+
+def test_init_checkpoint_is_required_exactly_with_init_from(tmp_path):
+    quiet = {"epochs": 1, "progress": False, "log": lambda m: None}
+    with pytest.raises(ValueError, match="starts from the trained 'unet'; pass init_checkpoint"):
+        train(tiny("unet", init_from="unet"), TRAIN, VAL, tmp_path / "a", **quiet)
+    with pytest.raises(ValueError, match="drop init_checkpoint"):
+        train(tiny("unet"), TRAIN, VAL, tmp_path / "b", init_checkpoint=tmp_path / "x.pt", **quiet)
+    with pytest.raises(FileNotFoundError, match="train 'unet' first"):
+        train(
+            tiny("unet", init_from="unet"),
+            TRAIN,
+            VAL,
+            tmp_path / "c",
+            init_checkpoint=tmp_path / "x.pt",
+            **quiet,
+        )
+    prior = train(
+        tiny("tedsnet"),
+        TRAIN,
+        VAL,
+        tmp_path / "ted",
+        epochs=1,
+        **{k: quiet[k] for k in ("progress", "log")},
+    )
+    with pytest.raises(ValueError, match="do not fit the model"):
+        train(
+            tiny("unet", init_from="unet"),
+            TRAIN,
+            VAL,
+            tmp_path / "d",
+            init_checkpoint=prior.paths.best,
+            **quiet,
+        )

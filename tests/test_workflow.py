@@ -34,6 +34,9 @@ TABLE1_EXPERIMENTS = [
     "A5",
     "A6",
     "tedsnet",
+    "unet_post",
+    "unet_cldice",
+    "unet_topo",
 ]
 TABLE1_LABELS = [
     "Prior (zero fields)",
@@ -47,6 +50,9 @@ TABLE1_LABELS = [
     "A5 bulk branch only",
     "A6 fine-tune branch only",
     "TEDS-Net",
+    "U-Net + post-processing",
+    "U-Net + clDice",
+    "U-Net + PH loss (Betti prior)",
 ]
 
 
@@ -128,9 +134,14 @@ def test_dry_run_of_every_config(workdir, acdc_stub, name):
         v != base["radius"] for v in config["figure4"]["prior_radius"]
     )
     models = len(config["experiments"]) + extra
-    assert counts["train"] == models * seeds and counts["predict"] == models * seeds
+    overrides = config["training"].get("overrides", {})
+    # a row's own seeds (training.overrides.<row>.seeds) replace the run's
+    runs = extra * seeds + sum(
+        len(overrides.get(e, {}).get("seeds", [0] * seeds)) for e in config["experiments"]
+    )
+    assert counts["train"] == runs and counts["predict"] == runs
     assert counts["evaluate"] == models
-    assert counts["training_log"] == models * seeds
+    assert counts["training_log"] == runs
     for rule in ("prepare_dataset", "table1", "stats", "figure3", "learning_curves", "report", "all"):
         assert counts[rule] == 1
     has_sweeps = bool(config["figure4"]["int_steps"] or config["figure4"]["prior_radius"])
@@ -153,8 +164,22 @@ def test_a_part_runs_only_its_models(workdir, acdc_stub):
     unknown = snakemake(workdir, *args, "part=everything", env=env)
     assert unknown.returncode != 0
     assert (
-        "part 'everything' is not in this config's parts (main, ablations, figure4)"
+        "part 'everything' is not in this config's parts (main, ablations, figure4, seeds, budget12, topology)"
         in unknown.stdout + unknown.stderr
+    )
+
+    # part topology starts from part main's and part seeds' U-Nets: with them there, it trains only its own rows
+    for seed in (0, 1, 2):
+        done = workdir / f"results/acdc_cpu/models/unet/seed{seed}/best.pt"
+        done.parent.mkdir(parents=True, exist_ok=True)
+        done.write_bytes(b"")
+    topology = snakemake(workdir, *args, "part=topology", env=env)
+    assert topology.returncode == 0, topology.stdout[-3000:] + topology.stderr[-3000:]
+    assert job_counts(topology.stdout)["train"] == 5  # unet_post x 3 seeds, unet_cldice, unet_topo
+    assert "models/unet/seed0/history.csv" not in topology.stdout
+    assert (
+        "input: results/acdc_cpu/data/train.npz, results/acdc_cpu/data/val.npz, results/acdc_cpu/models/unet/seed0/best.pt"
+        in topology.stdout
     )
 
     figure4 = snakemake(workdir, *args, "part=figure4", env=env)  # TEDS-Net's Figure 4 points, not TEDS-Net
@@ -489,6 +514,15 @@ def test_smoke_workflow_end_to_end(smoke_run, method_guide):
                     "## Figure 4", "## Figure 3", "## Learning curves", "## What was run"):  # fmt: skip
         assert heading in report
     assert "Training verdict:" in report and "Wall time per job" in report
+    for heading in ("Topology-aware baselines", "MedIA 2024", "intervals", "Slice ledger"):
+        assert heading.lower() in report.lower(), heading
+    intervals = pd.read_csv(out / "intervals.csv")
+    assert {"0", "1", "mean"} <= set(intervals.loc[intervals["experiment"] == "prior", "seed"].astype(str))
+    assert set(intervals["phase"]) == {"ED", "ES", "both"}
+    ledger = pd.read_csv(out / "ledger_behaviour.csv")
+    assert {"tedsnet", "unet_post"} <= set(ledger["experiment"])
+    for column in ("assd_mm", "betti_error", "euler_error", "betti_matching_error", "topology_error"):
+        assert column in pd.read_csv(out / "metrics" / "unet_topo.csv").columns
     assert not list(out.rglob(".*.tmp*")), "temporary files left behind"
 
     # Re-running does nothing.
@@ -503,6 +537,11 @@ def test_smoke_workflow_end_to_end(smoke_run, method_guide):
         "predict": 1,
         "evaluate": 1,
         "training_log": 1,
+        "predict_set": 1,
+        "evaluate_set": 1,
+        "table1_set": 1,
+        "stats_set": 1,
+        "ledger": 1,
         "table1": 1,
         "stats": 1,
         "learning_curves": 1,

@@ -21,7 +21,7 @@ import os
 import time
 import zipfile
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -42,6 +42,7 @@ __all__ = [
     "PreparedDataset",
     "PreparedSplit",
     "load_split",
+    "load_split_table",
     "prepare_dataset",
     "save_split",
 ]
@@ -162,37 +163,25 @@ def save_split(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, 
     return path
 
 
-def load_split(path: str | os.PathLike) -> PreparedSplit:
-    """Read a split written by :func:`save_split`.
-
-    Returns
-    -------
-    PreparedSplit
-        images float32 (N, H, W), labels uint8 (N, H, W), table with the stored columns in order.
-
-    Raises
-    ------
-    FileNotFoundError
-        If the file does not exist.
-    ValueError
-        If it is not a prepared split (unreadable, or arrays/columns missing).
-    """
-    path = Path(path)
+def _read_arrays(path: Path, wanted: Callable[[str], bool]) -> dict[str, np.ndarray]:
+    """The arrays of a prepared split file whose names pass ``wanted(name)`` (the others are never read)."""
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: prepared split not found; create it with tedsnet.data.prepared.prepare_dataset"
         )
     try:
         with np.load(path, allow_pickle=False) as data:
-            arrays = {name: data[name] for name in data.files}
+            return {name: data[name] for name in data.files if wanted(name)}
     except (OSError, EOFError, ValueError, KeyError, zlib.error, zipfile.BadZipFile) as err:
         raise ValueError(
             f"{path}: cannot read prepared split ({type(err).__name__}: {err}); regenerate it with prepare_dataset"
         ) from err
-    needed = {"images", "labels", "table_columns"}
-    if not needed <= set(arrays):
-        raise ValueError(f"{path}: not a prepared split (missing arrays {sorted(needed - set(arrays))})")
-    images, labels = arrays["images"], arrays["labels"]
+
+
+def _table_of(path: Path, arrays: dict[str, np.ndarray]) -> pd.DataFrame:
+    """The provenance table stored in ``arrays`` (``table_columns`` and one ``table.<column>`` per column)."""
+    if "table_columns" not in arrays:
+        raise ValueError(f"{path}: not a prepared split (missing arrays ['table_columns'])")
     columns = [str(c) for c in arrays["table_columns"]]
     absent = [c for c in columns if _PREFIX + c not in arrays]
     if absent:
@@ -204,7 +193,59 @@ def load_split(path: str | os.PathLike) -> PreparedSplit:
     missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
     if missing:
         raise ValueError(f"{path}: table lacks column(s) {missing}")
-    return PreparedSplit(images=images, labels=labels, table=table)
+    return table
+
+
+def load_split(path: str | os.PathLike) -> PreparedSplit:
+    """Read a split written by :func:`save_split`.
+
+    Returns
+    -------
+    PreparedSplit
+        images float32 (N, H, W), labels uint8 (N, H, W), table with the stored columns in order (extra columns
+        such as ``slice_class`` (str) and ``kept`` (bool) come back with their types).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is not a prepared split (unreadable, or arrays/columns missing).
+    """
+    path = Path(path)
+    arrays = _read_arrays(path, lambda name: True)
+    needed = {"images", "labels", "table_columns"}
+    if not needed <= set(arrays):
+        raise ValueError(f"{path}: not a prepared split (missing arrays {sorted(needed - set(arrays))})")
+    return PreparedSplit(images=arrays["images"], labels=arrays["labels"], table=_table_of(path, arrays))
+
+
+def load_split_table(path: str | os.PathLike) -> pd.DataFrame:
+    """The table of a split written by :func:`save_split`, without reading its images and labels.
+
+    Parameters
+    ----------
+    path : path-like
+        A prepared split ``.npz``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per image, the stored columns in order (as ``load_split(path).table``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`load_split`.
+
+    Examples
+    --------
+    >>> load_split_table("results/default/data/test.npz")["patient_id"].unique()  # doctest: +SKIP
+    """
+    path = Path(path)
+    return _table_of(
+        path, _read_arrays(path, lambda name: name == "table_columns" or name.startswith(_PREFIX))
+    )
 
 
 def _slice_rng(seed: int, slice_id: str) -> np.random.Generator:

@@ -3,7 +3,11 @@
 Every row holds Dice, the Hausdorff distance (maximum, medpy's ``hd``) and HD95 in pixels and in mm, the percentage
 of non-positive Jacobian determinants of each field that samples (forward differences, the primary measure, and
 central differences as voxelmorph computes them), the Betti numbers (b0, b1) of the binary prediction (4-connected
-foreground, 8-connected background) and whether they are one ring's (1, 1).
+foreground, 8-connected background) and whether they are one ring's (1, 1). Then, appended after those so that the
+earlier columns keep their names, order and values: the ASSD in pixels and mm, the foreground sizes, the
+reference's Betti numbers, the Betti, Euler and Betti matching errors against the reference
+(:mod:`tedsnet.evaluation.topology`), the kinds of a wrong topology and whether the prediction's Betti numbers are
+the reference's. The slice class and whether the protocol keeps the slice come from the test split when it says.
 
 Nothing here raises in the middle of a table: an empty mask gives NaN distances and a ``status`` other than
 ``"ok"``; a model without a field gives NaN (N/A) in that field's columns; a non-finite field gives NaN and status
@@ -21,12 +25,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tedsnet.evaluation import metrics
+from tedsnet.evaluation import metrics, topology
 from tedsnet.network.outputs import FIELD_NAMES
 
 __all__ = [
     "ID_COLUMNS",
     "METRIC_COLUMNS",
+    "SPLIT_COLUMNS",
     "STATUSES",
     "CaseMetrics",
     "evaluate_case",
@@ -38,6 +43,9 @@ __all__ = [
 ID_COLUMNS: tuple[str, ...] = ("case_id", "patient_id", "group", "phase", "z", "experiment")
 #: Values of the ``status`` column.
 STATUSES: tuple[str, ...] = ("ok", "empty_prediction", "empty_reference", "empty_both", "nonfinite_field")
+#: Columns copied from the test split's table after the metrics, with the value of a split that lacks them: the
+#: protocol's splits hold ring slices only, all of them kept.
+SPLIT_COLUMNS: dict[str, Any] = {"slice_class": "ring", "kept": True}
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,23 @@ class CaseMetrics:
         ``(b0, b1) == (1, 1)``: one ring.
     status : str
         ``"ok"``, ``"empty_prediction"``, ``"empty_reference"``, ``"empty_both"`` or ``"nonfinite_field"``.
+    assd_px, assd_mm : float
+        Average symmetric surface distance (medpy's ``assd``) in pixels and in mm; NaN when a mask is empty.
+    pred_pixels, ref_pixels : int
+        Foreground pixels of the binary prediction and of the reference.
+    ref_b0, ref_b1 : int
+        Betti numbers of the reference (a ring slice: (1, 1); a slice without myocardium: (0, 0)).
+    betti_error : int
+        ``|b0 - ref_b0| + |b1 - ref_b1|``.
+    euler_error : int
+        ``|(b0 - b1) - (ref_b0 - ref_b1)|``.
+    betti_matching_error : int
+        Unmatched persistence bars of both masks in their Betti matching (dimensions 0 and 1).
+    topology_error : str
+        Kinds of wrong topology (:data:`tedsnet.evaluation.topology.TOPOLOGY_ERROR_KINDS`) joined by ``"+"``,
+        judged against one ring and the reference's enclosed region; ``""`` when ``correct_topology``.
+    topology_matches_reference : bool
+        ``(b0, b1) == (ref_b0, ref_b1)``.
     """
 
     dice: float
@@ -78,6 +103,17 @@ class CaseMetrics:
     b1: int
     correct_topology: bool
     status: str
+    assd_px: float
+    assd_mm: float
+    pred_pixels: int
+    ref_pixels: int
+    ref_b0: int
+    ref_b1: int
+    betti_error: int
+    euler_error: int
+    betti_matching_error: int
+    topology_error: str
+    topology_matches_reference: bool
 
     def as_dict(self) -> dict[str, Any]:
         """The row as a plain dict (column name -> value)."""
@@ -174,6 +210,8 @@ def evaluate_case(
     ValueError
         If the masks are not 2-D, binary and of equal shape, the spacing is not two positive numbers, a field name
         is not ``"bulk"`` or ``"ft"``, or a field is not (2, h, w).
+    ImportError
+        If ``topolosses`` (the Betti matching) is not installed.
     """
     pred = _binary_mask(pred_binary, "pred_binary")
     reference = _binary_mask(ref, "ref")
@@ -190,11 +228,11 @@ def evaluate_case(
 
     status = _mask_status(pred, reference)
     dice = metrics.dice(pred, reference)
-    hd_px, hd95_px, hd_mm, hd95_mm = _distances(pred, reference, (row_mm, col_mm))
+    hd_px, hd95_px, assd_px, hd_mm, hd95_mm, assd_mm = _distances(pred, reference, (row_mm, col_mm))
     jac, finite = _jacobian_columns(arrays)
     if not finite and status == "ok":
         status = "nonfinite_field"
-    b0, b1 = metrics.betti_numbers(pred, connectivity=4)
+    topo = _topology_columns(pred, reference)
     return CaseMetrics(
         dice=float(dice),
         hd_px=float(hd_px),
@@ -205,10 +243,12 @@ def evaluate_case(
         nonpos_jac_ft_pct=jac["nonpos_jac_ft_pct"],
         nonpos_jac_bulk_central_pct=jac["nonpos_jac_bulk_central_pct"],
         nonpos_jac_ft_central_pct=jac["nonpos_jac_ft_central_pct"],
-        b0=int(b0),
-        b1=int(b1),
-        correct_topology=(int(b0), int(b1)) == metrics.RING_BETTI,
         status=status,
+        assd_px=float(assd_px),
+        assd_mm=float(assd_mm),
+        pred_pixels=int(np.count_nonzero(pred)),
+        ref_pixels=int(np.count_nonzero(reference)),
+        **topo,
     )
 
 
@@ -225,16 +265,36 @@ def _mask_status(pred: np.ndarray, reference: np.ndarray) -> str:
 
 
 def _distances(pred: np.ndarray, reference: np.ndarray, spacing: tuple[float, float]) -> tuple[float, ...]:
-    """(HD px, HD95 px, HD mm, HD95 mm) of two binary masks; all NaN when either mask is empty."""
+    """(HD, HD95, ASSD) in px then (HD, HD95, ASSD) in mm of two binary masks; all NaN when either mask is empty."""
     if not pred.any() or not reference.any():
-        return (float("nan"),) * 4
+        return (float("nan"),) * 6
     p, r = _crop_to_union(pred, reference)
-    return (
-        metrics.hausdorff(p, r),
-        metrics.hausdorff(p, r, percentile=95),
-        metrics.hausdorff(p, r, spacing=spacing),
-        metrics.hausdorff(p, r, spacing=spacing, percentile=95),
-    )
+    return (*metrics.surface_distances(p, r), *metrics.surface_distances(p, r, spacing=spacing))
+
+
+def _topology_columns(pred: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """The Betti numbers of both masks and the topology errors of ``pred`` against ``reference``, by column name."""
+    if pred.any() or reference.any():
+        pred, reference = _crop_to_union(pred, reference)  # topology does not depend on the empty margin
+    betti = metrics.betti_numbers(pred, connectivity=4)
+    matching = topology.betti_matching(pred, reference)
+    ref_betti = matching.ref_betti  # the matching's bars count the reference's features, at no extra cost
+    hole_filled = None
+    if betti[0] > 0 and betti[1] < metrics.RING_BETTI[1]:
+        hole_filled = topology.covers_enclosed_region(pred, reference, connectivity=4)
+    kinds = topology.classify_topology(betti, metrics.RING_BETTI, hole_filled)
+    return {
+        "b0": int(betti[0]),
+        "b1": int(betti[1]),
+        "correct_topology": tuple(betti) == metrics.RING_BETTI,
+        "ref_b0": int(ref_betti[0]),
+        "ref_b1": int(ref_betti[1]),
+        "betti_error": topology.betti_distance(betti, ref_betti),
+        "euler_error": topology.euler_error(pred, reference, connectivity=4),
+        "betti_matching_error": sum(matching.unmatched),
+        "topology_error": topology.TOPOLOGY_ERROR_SEPARATOR.join(kinds),
+        "topology_matches_reference": tuple(betti) == tuple(ref_betti),
+    }
 
 
 def _jacobian_columns(arrays: Mapping[str, np.ndarray]) -> tuple[dict[str, float], bool]:
@@ -302,7 +362,8 @@ def evaluate_predictions(
         ``disp_bulk`` / ``disp_ft`` (N, 2, h, w) (see :mod:`tedsnet.inference.predict`).
     test_split : PreparedSplit
         ``labels`` (M, H, W) {0, 1} and ``table`` with columns case_id, patient_id, group, phase, z,
-        spacing_row_mm, spacing_col_mm (see :mod:`tedsnet.data.prepared`).
+        spacing_row_mm, spacing_col_mm (see :mod:`tedsnet.data.prepared`), and optionally slice_class and kept
+        (a split of all slices).
     experiment : str
         Experiment name written in the ``experiment`` column.
     seed : int, optional
@@ -313,13 +374,14 @@ def evaluate_predictions(
     Returns
     -------
     pandas.DataFrame
-        One row per test case, in the order of the test table: :data:`ID_COLUMNS` (+ ``seed``) then
-        :data:`METRIC_COLUMNS`.
+        One row per test case, in the order of the test table: :data:`ID_COLUMNS` (+ ``seed``), then
+        :data:`METRIC_COLUMNS`, then :data:`SPLIT_COLUMNS` (from the table, or their defaults when it has none).
 
     Raises
     ------
     ValueError
-        If a test case has no prediction or a prediction no test case, case ids repeat, or shapes disagree.
+        If a test case has no prediction or a prediction no test case, case ids repeat, shapes disagree, or a
+        ``kept`` column holds something other than True/False.
     """
     table = test_split.table.reset_index(drop=True)
     labels = _to_numpy(test_split.labels)
@@ -340,6 +402,7 @@ def evaluate_predictions(
     position = {c: i for i, c in enumerate(pred_ids)}
     spacing_rows = _column(table, "spacing_row_mm", "test_split").to_numpy(dtype=float)
     spacing_cols = _column(table, "spacing_col_mm", "test_split").to_numpy(dtype=float)
+    split_columns = _split_columns(table)
 
     rows = []
     for k, case_id in enumerate(case_ids):
@@ -352,7 +415,7 @@ def evaluate_predictions(
         )
         rows.append(case.as_dict())
     ids = _id_columns(table, case_ids, experiment, seed)
-    return pd.concat([ids, pd.DataFrame(rows, columns=list(METRIC_COLUMNS))], axis=1)
+    return pd.concat([ids, pd.DataFrame(rows, columns=list(METRIC_COLUMNS)), split_columns], axis=1)
 
 
 def _check_case_ids(case_ids: list[str], pred_ids: list[str]) -> None:
@@ -402,3 +465,27 @@ def _id_columns(table: pd.DataFrame, case_ids: list[str], experiment: str, seed:
     if seed is not None:
         ids["seed"] = int(seed)
     return ids
+
+
+def _split_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """:data:`SPLIT_COLUMNS` of the test table, each column the table lacks at its default value."""
+    columns = {}
+    for name, default in SPLIT_COLUMNS.items():
+        values = table[name].tolist() if name in table.columns else [default] * len(table)
+        columns[name] = (
+            [_as_bool(v, name) for v in values] if isinstance(default, bool) else [str(v) for v in values]
+        )
+    return pd.DataFrame(columns, index=range(len(table)))
+
+
+def _as_bool(value: Any, name: str) -> bool:
+    """A flag as a table stores it (bool, 0/1 or the words True/False); ValueError for anything else."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    words = {"true": True, "false": False, "1": True, "0": False, "1.0": True, "0.0": False}
+    key = str(value).strip().lower()
+    if key not in words:
+        raise ValueError(
+            f"test_split: column {name!r} must hold True/False (or 1/0), got {value!r}; rebuild the split table."
+        )
+    return words[key]

@@ -1,27 +1,50 @@
-"""The reproduction questions of a run, answered from its numbers beside the paper's (a section of report.md).
+"""The reproduction questions of a run, answered from its numbers beside the paper's (sections of report.md).
 
 Questions: does TEDS-Net keep 100 % correct topology? do the U-Nets lose some once past the guard? do
 A1-A3 show non-positive Jacobians and topology errors while A4-A6 and TEDS-Net show none? where do Dice and HD
 land against the paper? how much of the gap is the reduced training budget (validation Dice against epochs)?
-Every sentence is computed from the tables given; nothing is asserted that the numbers do not show.
+Then, for the topology-aware baselines: does any match TEDS-Net's topology, and at what Dice and HD? does
+post-processing alone close the U-Net's topology gap, and at what cost? and how much of the Dice gap to the paper
+closes with a 12-epoch budget? Topology is compared as the share of test cases with incorrect topology (the rows
+may have different numbers of seeds). Every sentence is computed from the tables given; nothing is asserted that
+the numbers do not show.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tedsnet.experiments import EXPERIMENTS
 from tedsnet.reporting.labels import row_label, summary_labels
 from tedsnet.reporting.paper import DIFFEOMORPHIC_ROWS, FOLDING_ROWS, PAPER_EPOCHS, paper_rows
 from tedsnet.reporting.table1 import markdown_table
 
-__all__ = ["STILL_RISING", "answer_questions", "budget_table", "jacobian_pattern"]
+__all__ = [
+    "BUDGET_VARIANTS",
+    "STILL_RISING",
+    "TOPOLOGY_BASELINES",
+    "answer_budget12",
+    "answer_postprocess",
+    "answer_questions",
+    "answer_topology_baselines",
+    "budget_table",
+    "jacobian_pattern",
+    "patient_test_text",
+]
 
 #: A rise of the last epoch's validation Dice above this is read as "still improving".
 STILL_RISING = 0.005
+
+#: The topology-aware baselines set against TEDS-Net, in the order the report lists them (those run).
+TOPOLOGY_BASELINES: tuple[str, ...] = ("unet_post", "unet_cldice", "unet_topo", "unet_bettimatch")
+
+#: A row -> the same row trained for 12 epochs.
+BUDGET_VARIANTS: dict[str, str] = {"tedsnet": "tedsnet_epochs12", "unet": "unet_epochs12"}
 
 
 def _by_experiment(summary: pd.DataFrame) -> dict[str, pd.Series]:
@@ -305,3 +328,217 @@ def answer_questions(
         *_answer_budget(curves, paper_epochs),
     ]
     return "".join(out)
+
+
+def _rate(row: pd.Series) -> float:
+    """Share of the row's test cases with incorrect topology."""
+    return float(row["incorrect_topology"]) / max(float(row["n_test"]), 1.0)
+
+
+def _p_text(value: float) -> str:
+    return f"{value:.2e}" if value < 1e-3 else f"{value:.3f}"
+
+
+def patient_test_text(tests: pd.DataFrame | None, experiment: str, reference: str, metric: str) -> str:
+    """``"patient-level Wilcoxon p = 0.002, n = 10 patients"`` for a pair, or the reason there is none.
+
+    Parameters
+    ----------
+    tests : DataFrame or None
+        Patient-level tests: experiment, reference, metric, n_patients, p_wilcoxon, p_ttest
+        (:func:`tedsnet.reporting.stats.patient_tests_from_stats` layout); a pair is found in either order.
+    experiment, reference : str
+        The two rows.
+    metric : str
+        Per-case metric column (``"dice"``, ``"hd_mm"``).
+
+    Returns
+    -------
+    str
+        The Wilcoxon signed-rank p (the paired t-test's when the Wilcoxon's is NaN) with the patients used;
+        ``"no patient-level test"`` when the table has no such pair or both p are NaN.
+    """
+    if tests is None or not len(tests):
+        return "no patient-level test"
+    pair = tests[
+        (tests["metric"] == metric)
+        & (
+            ((tests["experiment"] == experiment) & (tests["reference"] == reference))
+            | ((tests["experiment"] == reference) & (tests["reference"] == experiment))
+        )
+    ]
+    if not len(pair):
+        return "no patient-level test"
+    row = pair.iloc[0]
+    n = float(row["n_patients"])
+    patients = f", n = {int(n)} patients" if np.isfinite(n) else ""
+    for column, name in (("p_wilcoxon", "Wilcoxon"), ("p_ttest", "paired t-test")):
+        value = float(row[column])
+        if np.isfinite(value):
+            return f"patient-level {name} p = {_p_text(value)}{patients}"
+    return "no patient-level test"
+
+
+def _hd_mm(row: pd.Series) -> str:
+    value = float(row.get("hd_mm_mean", math.nan))
+    return f"{value:.2f} mm" if np.isfinite(value) else "N/A"
+
+
+def _against(row: pd.Series, other: pd.Series, tests: pd.DataFrame | None, names: tuple[str, str]) -> str:
+    """One row's topology, Dice and HD against another's, with the patient-level tests of Dice and HD."""
+    label, other_label = names
+    e, o = str(row["experiment"]), str(other["experiment"])
+    return (
+        f"{label}: {_count(int(row['incorrect_topology']), int(row['n_test']))} incorrect against "
+        f"{other_label}'s {_count(int(other['incorrect_topology']), int(other['n_test']))}, Dice "
+        f"{row['dice_mean']:.3f} vs {other['dice_mean']:.3f} ({patient_test_text(tests, e, o, 'dice')}), HD "
+        f"{_hd_mm(row)} vs {_hd_mm(other)} ({patient_test_text(tests, e, o, 'hd_mm')})"
+    )
+
+
+def answer_topology_baselines(
+    summary: pd.DataFrame, tests: pd.DataFrame | None, passing: Collection[str]
+) -> str:
+    """Does any topology-aware baseline match TEDS-Net's topology, and at what Dice and HD?
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Table 1 summary (experiment, dice_mean, hd_mm_mean, incorrect_topology, n_test; label optional).
+    tests : DataFrame or None
+        Patient-level tests (see :func:`patient_test_text`).
+    passing : collection of str
+        Rows past the under-training guard; a baseline below it is named and left out.
+
+    Returns
+    -------
+    str
+        One bold question and its answer: each of :data:`TOPOLOGY_BASELINES` past the guard whose share of
+        incorrect topologies is at most TEDS-Net's, with its Dice and HD against TEDS-Net's; else the closest one.
+    """
+    question = "**Does any topology-aware baseline match TEDS-Net's topology, and at what Dice and HD?** "
+    ours, labels = _by_experiment(summary), summary_labels(summary)
+    teds = ours.get("tedsnet")
+    present = [b for b in TOPOLOGY_BASELINES if b in ours]
+    if teds is None or not present:
+        return (
+            question + "Not answerable: TEDS-Net or every topology-aware baseline is missing from this run.\n"
+        )
+    excluded = [labels[b] for b in present if b not in passing]
+    note = f" Below the under-training guard, left out: {', '.join(excluded)}." if excluded else ""
+    usable = [b for b in present if b in passing]
+    if not usable:
+        return question + "No baseline passes the under-training guard." + note + "\n"
+    matching = [b for b in usable if _rate(ours[b]) <= _rate(teds)]
+    shown = matching or [min(usable, key=lambda b: _rate(ours[b]))]
+    details = "; ".join(_against(ours[b], teds, tests, (labels[b], labels["tedsnet"])) for b in shown)
+    if matching:
+        head = f"Yes: {', '.join(labels[b] for b in matching)} (as few incorrect topologies or fewer). "
+    else:
+        head = "No: every baseline past the guard has a larger share of incorrect topologies; the closest is "
+    return question + head + details + "." + note + "\n"
+
+
+def _gap_closed(plain: float, treated: float, target: float) -> str:
+    """How much of the share-of-incorrect-topology gap between ``plain`` and ``target`` ``treated`` closes."""
+    if plain <= target:
+        return "the plain U-Net has no topology gap to TEDS-Net to close"
+    if treated <= target:
+        return "it closes the topology gap to TEDS-Net fully"
+    closed = (plain - treated) / (plain - target)
+    return (
+        f"it closes {closed:.0%} of the topology gap to TEDS-Net"
+        if closed > 0
+        else "it does not close the gap"
+    )
+
+
+def answer_postprocess(
+    summary: pd.DataFrame, tests: pd.DataFrame | None, passing: Collection[str], settings: Mapping[str, Any]
+) -> str:
+    """Does post-processing alone close the U-Net's topology gap to TEDS-Net, and at what Dice and HD cost?
+
+    Parameters
+    ----------
+    summary, tests, passing
+        As :func:`answer_topology_baselines`.
+    settings : mapping
+        The post-processing's parameters (the config's ``postprocess``), stated in the answer.
+
+    Returns
+    -------
+    str
+        One bold question and its answer (``unet_post`` against ``unet`` and ``tedsnet``); "Not run." without them.
+    """
+    question = "\n**Does post-processing alone close the topology gap, and at what cost in Dice and HD?** "
+    ours, labels = _by_experiment(summary), summary_labels(summary)
+    if not all(e in ours for e in ("unet_post", "unet", "tedsnet")):
+        return question + "Not run (needs U-Net + post-processing, the plain U-Net and TEDS-Net).\n"
+    post, unet, teds = ours["unet_post"], ours["unet"], ours["tedsnet"]
+    registered = EXPERIMENTS.get("unet_post")
+    method = registered.description if registered is not None and registered.description else ""
+    stated = ", ".join(f"{k} = {v}" for k, v in settings.items()) or "the registry's defaults"
+    guard = "" if "unet_post" in passing else " It is below the under-training guard, so this says nothing."
+    return (
+        question + f"{method} Parameters (config `postprocess`): {stated}. {labels['unet_post']} has "
+        f"{_count(int(post['incorrect_topology']), int(post['n_test']))} incorrect topologies against "
+        f"{_count(int(unet['incorrect_topology']), int(unet['n_test']))} for {labels['unet']} and "
+        f"{_count(int(teds['incorrect_topology']), int(teds['n_test']))} for {labels['tedsnet']}: "
+        f"{_gap_closed(_rate(unet), _rate(post), _rate(teds))}. Cost against {labels['unet']}: Dice "
+        f"{post['dice_mean'] - unet['dice_mean']:+.3f} ({unet['dice_mean']:.3f} → {post['dice_mean']:.3f}; "
+        f"{patient_test_text(tests, 'unet_post', 'unet', 'dice')}), HD {_hd_mm(unet)} → {_hd_mm(post)} "
+        f"({patient_test_text(tests, 'unet_post', 'unet', 'hd_mm')}).{guard}\n"
+    )
+
+
+def _budget_sentence(
+    base: pd.Series, variant: pd.Series, paper_dice: float, epochs: Mapping[str, float]
+) -> str:
+    """How much of one row's Dice gap to the paper its 12-epoch variant closes."""
+    e, v = str(base["experiment"]), str(variant["experiment"])
+    span = ""
+    if e in epochs and v in epochs:
+        span = f" ({epochs[e]:g} → {epochs[v]:g} epochs)"
+    dice, longer = float(base["dice_mean"]), float(variant["dice_mean"])
+    head = f"{row_label(e)}: Dice {dice:.3f} → {longer:.3f}{span}, paper {paper_dice:.2f}"
+    gap = paper_dice - dice
+    if gap <= 0:
+        return head + ": already at or above the paper's Dice with the shorter budget"
+    if longer >= paper_dice:
+        return head + f": the longer budget closes the whole {gap:.3f} gap to the paper"
+    return head + f": the longer budget closes {(longer - dice) / gap:.0%} of the {gap:.3f} gap to the paper"
+
+
+def answer_budget12(
+    summary: pd.DataFrame, paper: pd.DataFrame | None, epochs: Mapping[str, float] | None = None
+) -> str:
+    """How much of the Dice gap to the paper closes with the 12-epoch budget?
+
+    Parameters
+    ----------
+    summary : DataFrame
+        Table 1 summary (experiment, dice_mean).
+    paper : DataFrame or None
+        The paper's Table 1 (its Dice per row).
+    epochs : mapping, optional
+        Experiment -> epochs trained (mean over seeds), stated when known.
+
+    Returns
+    -------
+    str
+        One bold question and, for each pair of :data:`BUDGET_VARIANTS` run with a paper row, the share of the
+        gap closed (negative: the longer budget did worse); "" when no pair was run.
+    """
+    ours, theirs = _by_experiment(summary), paper_rows(paper)
+    parts = [
+        _budget_sentence(ours[base], ours[variant], float(theirs[base]["dice_mean"]), epochs or {})
+        for base, variant in BUDGET_VARIANTS.items()
+        if base in ours and variant in ours and base in theirs
+    ]
+    if not parts:
+        return ""
+    return (
+        "\n**How much of the Dice gap to the paper closes with the 12-epoch budget?** "
+        + "; ".join(parts)
+        + ".\n"
+    )

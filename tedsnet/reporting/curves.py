@@ -2,7 +2,9 @@
 
 Each training run writes ``history.csv`` (:mod:`tedsnet.training.engine`): one row per epoch with at least ``epoch`` and
 ``val_dice``; the images seen are read from an ``images_seen`` (or ``images``) column, else computed as
-``step * batch_size`` (``step`` = optimiser steps so far), else ``epoch * images per epoch`` when given.
+``step * batch_size`` (``step`` = optimiser steps so far), else ``epoch * images per epoch`` when given. Its
+``seconds`` column is the cumulative training wall time, every session summed, so :func:`minutes_per_epoch` reads
+the time an epoch takes from it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from matplotlib.ticker import MaxNLocator
 from tedsnet.io import savefig_atomic
 from tedsnet.reporting.labels import row_label
 
-__all__ = ["images_seen", "plot_learning_curves", "read_histories"]
+__all__ = ["images_seen", "minutes_per_epoch", "plot_learning_curves", "read_histories"]
 
 
 def images_seen(history: pd.DataFrame, batch_size: int | None = None) -> pd.Series:
@@ -91,6 +93,53 @@ def read_histories(
     if not parts:
         return pd.DataFrame(columns=["epoch", "val_dice", "images_seen", "experiment", "label", "seed"])
     return pd.concat(parts, ignore_index=True)
+
+
+def minutes_per_epoch(histories: pd.DataFrame) -> pd.DataFrame:
+    """Training minutes per epoch of each trained model, mean over its seeds.
+
+    Parameters
+    ----------
+    histories : DataFrame
+        :func:`read_histories` output (learning_curves.csv): experiment, seed, epoch, seconds (cumulative), and
+        optionally images_seen.
+
+    Returns
+    -------
+    DataFrame
+        experiment, n_seeds, epochs (mean over seeds of the epochs trained), minutes_per_epoch (per seed: the
+        last cumulative seconds / the last epoch / 60, then the mean over seeds), images_per_epoch (NaN when
+        unknown), in order of first appearance. A model with no epoch past 0 (the prior) has no row; no
+        ``seconds`` column gives an empty table.
+
+    Examples
+    --------
+    >>> h = pd.DataFrame({"experiment": "unet", "seed": [0, 0, 1], "epoch": [1, 2, 1],
+    ...                   "seconds": [60.0, 120.0, 90.0]})
+    >>> float(minutes_per_epoch(h)["minutes_per_epoch"].iloc[0])
+    1.25
+    """
+    columns = ["experiment", "n_seeds", "epochs", "minutes_per_epoch", "images_per_epoch"]
+    if histories is None or "seconds" not in histories.columns:
+        return pd.DataFrame(columns=columns)
+    trained = histories[histories["epoch"] > 0]
+    if "images_seen" not in trained.columns:
+        trained = trained.assign(images_seen=np.nan)
+    rows = []
+    for experiment, group in trained.groupby("experiment", sort=False):
+        per_seed = group.groupby("seed").agg(
+            epochs=("epoch", "max"), seconds=("seconds", "max"), images=("images_seen", "max")
+        )
+        rows.append(
+            {
+                "experiment": str(experiment),
+                "n_seeds": len(per_seed),
+                "epochs": float(per_seed["epochs"].mean()),
+                "minutes_per_epoch": float((per_seed["seconds"] / per_seed["epochs"] / 60.0).mean()),
+                "images_per_epoch": float((per_seed["images"] / per_seed["epochs"]).mean()),
+            }
+        )
+    return pd.DataFrame(rows, columns=columns)
 
 
 def plot_learning_curves(histories: pd.DataFrame, path: str | os.PathLike) -> Figure:

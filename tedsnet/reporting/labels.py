@@ -43,8 +43,21 @@ SWEEP_NAMES: dict[str, str] = {
     "prior_radius": "prior radius (px)",
 }
 
-#: Per-case metric column -> its name in table headers.
-METRIC_NAMES: dict[str, str] = {"dice": "Dice", "hd_px": "HD (px)", "hd_mm": "HD (mm)"}
+#: Per-case metric column -> its name in table headers (incorrect_topology: the share of cases whose Betti numbers
+#: are not the ring's).
+METRIC_NAMES: dict[str, str] = {
+    "dice": "Dice",
+    "hd_px": "HD (px)",
+    "hd_mm": "HD (mm)",
+    "hd95_px": "HD95 (px)",
+    "hd95_mm": "HD95 (mm)",
+    "assd_px": "ASSD (px)",
+    "assd_mm": "ASSD (mm)",
+    "betti_error": "Betti error",
+    "euler_error": "Euler characteristic error",
+    "betti_matching_error": "Betti matching error",
+    "incorrect_topology": "Incorrect topology (%)",
+}
 
 #: Token of a Figure 4 variant's experiment name (``tedsnet_steps4``) -> the sweep it belongs to.
 _VARIANT_TOKENS = {"steps": "int_steps", "radius": "prior_radius"}

@@ -1,14 +1,19 @@
-"""What the paper reports (Wyburd et al., MICCAI 2021), for setting a run beside it.
+"""What the paper reports (Wyburd et al., MICCAI 2021) and its follow-up (MedIA 2024), for setting a run beside them.
 
 The paper's Table 1 is a committed transcription, ``workflow/resources/paper_table1.csv``, one row per model:
 model, dice_mean, dice_std, hd_mean, hd_std, nonpos_jac_bulk_pct_{mean,std}, nonpos_jac_ft_pct_{mean,std},
 incorrect_topology, n_test (empty cells: the model has no such field). Which experiment each of its rows is comes
 from the registry (:attr:`tedsnet.experiments.Experiment.paper_label`). The paper does not state the unit of HD.
+
+The follow-up's numbers (:data:`MEDIA2024_CITATION`) are ``workflow/resources/media2024_table.csv``
+(:data:`MEDIA2024_COLUMNS`; an empty cell: the follow-up does not give that number); :data:`MEDIA2024_EXPERIMENTS`
+says which of our rows each of its models is.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -20,9 +25,13 @@ from tedsnet.reporting.table1 import format_mean_std
 __all__ = [
     "DIFFEOMORPHIC_ROWS",
     "FOLDING_ROWS",
+    "MEDIA2024_CITATION",
+    "MEDIA2024_COLUMNS",
+    "MEDIA2024_EXPERIMENTS",
     "PAPER_EPOCHS",
     "PAPER_FIGURE4",
     "PAPER_TABLE1_COLUMNS",
+    "media2024_comparison",
     "paper_comparison",
     "paper_experiment",
     "paper_rows",
@@ -49,6 +58,28 @@ PAPER_TABLE1_COLUMNS: tuple[str, ...] = (
     "incorrect_topology",
     "n_test",
 )
+
+#: The follow-up whose numbers ``media2024_table.csv`` holds.
+MEDIA2024_CITATION = "Wyburd et al., Medical Image Analysis 2024, doi:10.1016/j.media.2024.103222"
+
+#: Columns of ``media2024_table.csv``: Dice mean and std, HD in mm, % of test cases with correct topology,
+#: training minutes per epoch.
+MEDIA2024_COLUMNS: tuple[str, ...] = (
+    "model",
+    "dice_mean",
+    "dice_std",
+    "hd_mm",
+    "correct_topology_pct",
+    "minutes_per_epoch",
+)
+
+#: The follow-up's model -> our experiment (a model absent here has no row of ours).
+MEDIA2024_EXPERIMENTS: dict[str, str] = {
+    "TEDS-Net": "tedsnet",
+    "U-Net": "unet",
+    "VoxelMorph": "voxelmorph",
+    "TopoLoss U-Net (persistent homology)": "unet_topo",
+}
 
 #: What the paper reports for Figure 4 (its text; the figure itself is not transcribed), printed under ours.
 PAPER_FIGURE4 = (
@@ -145,4 +176,79 @@ def paper_comparison(summary: pd.DataFrame, paper: pd.DataFrame) -> pd.DataFrame
                 "Incorrect topology (ours)": _topology_cell(o),
             }
         )
+    return pd.DataFrame(rows)
+
+
+def _value(value: Any, decimals: int) -> str:
+    """A number to ``decimals`` places; "—" for an empty cell."""
+    return "—" if value is None or pd.isna(value) else f"{float(value):.{decimals}f}"
+
+
+def _media_row(model: str, media: pd.Series | None, ours: pd.Series | None, minutes: str) -> dict[str, str]:
+    correct = "—" if ours is None else f"{100.0 - float(ours['incorrect_topology_pct']):.1f}"
+    return {
+        "Model": model,
+        "Dice (MedIA 2024)": "—"
+        if media is None
+        else format_mean_std(media["dice_mean"], media["dice_std"], 2),
+        "Dice (ours)": "—" if ours is None else format_mean_std(ours["dice_mean"], ours["dice_std"], 3),
+        "HD mm (MedIA 2024)": "—" if media is None else _value(media["hd_mm"], 2),
+        "HD mm (ours)": "—" if ours is None else _our_cell(ours, "hd_mm", 2),
+        "% correct topology (MedIA 2024)": "—" if media is None else _value(media["correct_topology_pct"], 0),
+        "% correct topology (ours)": correct,
+        "Min per epoch (MedIA 2024)": "—" if media is None else _value(media["minutes_per_epoch"], 2),
+        "Min per epoch (ours)": minutes,
+    }
+
+
+def media2024_comparison(
+    summary: pd.DataFrame,
+    media: pd.DataFrame,
+    minutes: Mapping[str, str] | None = None,
+    extra: Sequence[str] = (),
+) -> pd.DataFrame:
+    """The MedIA 2024 follow-up's numbers beside ours, one row per model.
+
+    Parameters
+    ----------
+    summary : DataFrame
+        :func:`tedsnet.reporting.table1.summarise_table1` output.
+    media : DataFrame
+        ``media2024_table.csv`` (:data:`MEDIA2024_COLUMNS`).
+    minutes : mapping, optional
+        Experiment -> display cell of our training minutes per epoch ("—" when missing).
+    extra : sequence of str
+        Our experiments to list after the follow-up's models though it has no such model (when run).
+
+    Returns
+    -------
+    DataFrame
+        Display strings: Model, then MedIA 2024 / ours pairs of Dice, HD (mm), % correct topology and minutes per
+        epoch. "—": no such number in the follow-up, or no such row in this run. The follow-up's models in its
+        order (named ``"<model> / <our row>"`` when the two names differ), then ``extra``.
+
+    Raises
+    ------
+    ValueError
+        If ``media`` lacks a column of :data:`MEDIA2024_COLUMNS`.
+    """
+    missing = [c for c in MEDIA2024_COLUMNS if c not in media.columns]
+    if missing:
+        raise ValueError(
+            f"media2024_comparison: the follow-up's table lacks column(s) {missing}; expected "
+            f"{list(MEDIA2024_COLUMNS)} (workflow/resources/media2024_table.csv)."
+        )
+    ours = {str(r["experiment"]): r for _, r in summary.iterrows()}
+    labels = summary_labels(summary)
+    minutes = minutes or {}
+    rows = []
+    for _, m in media.iterrows():
+        model = str(m["model"])
+        experiment = MEDIA2024_EXPERIMENTS.get(model)
+        ours_label = labels.get(experiment) or (row_label(experiment) if experiment else None)
+        name = model if ours_label in (None, model) else f"{model} / {ours_label}"
+        rows.append(_media_row(name, m, ours.get(experiment), minutes.get(experiment, "—")))
+    for experiment in extra:
+        if experiment in ours and experiment not in MEDIA2024_EXPERIMENTS.values():
+            rows.append(_media_row(labels[experiment], None, ours[experiment], minutes.get(experiment, "—")))
     return pd.DataFrame(rows)

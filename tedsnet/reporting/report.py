@@ -2,9 +2,12 @@
 
 Sections, in order: verdict (the under-training guard, :mod:`tedsnet.reporting.verdict`) and topology; Table 1; the
 paper's Table 1 beside ours and the reproduction questions (:mod:`tedsnet.reporting.paper`,
-:mod:`tedsnet.reporting.answers`); paired tests; Figure 4; Figure 3; learning curves; what was run (data, package
-versions, wall time per job, checkpoints, configuration; see :mod:`tedsnet.reporting.provenance`). Every model is
-named by its display name (:mod:`tedsnet.reporting.labels`).
+:mod:`tedsnet.reporting.answers`); the MedIA 2024 follow-up beside ours; the topology-aware baselines; seeds and
+patient-bootstrap intervals; topology beyond Betti numbers; paired tests; Figure 4; Figure 3; learning curves; the
+slice ledger; further evaluation sets (the whole test split, the official ACDC testing set); what was run (data,
+package versions, wall time per job, training time and minutes per epoch, checkpoints, configuration; see
+:mod:`tedsnet.reporting.provenance`). Every model is named by its display name (:mod:`tedsnet.reporting.labels`).
+A section whose input is missing says so in a sentence.
 """
 
 from __future__ import annotations
@@ -16,13 +19,25 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from tedsnet.reporting.answers import answer_questions
+from tedsnet.data.evaluation_sets import ALL_SLICES_SETS, EVALUATION_SETS, TESTING
+from tedsnet.experiments import Experiment, get_experiment
+from tedsnet.reporting.answers import (
+    BUDGET_VARIANTS,
+    TOPOLOGY_BASELINES,
+    answer_budget12,
+    answer_postprocess,
+    answer_questions,
+    answer_topology_baselines,
+    patient_test_text,
+)
+from tedsnet.reporting.curves import minutes_per_epoch
+from tedsnet.reporting.intervals import PAIRED_COLUMNS, PHASES, SEED_MEAN
 from tedsnet.reporting.labels import METRIC_NAMES, row_label, summary_labels, sweep_label
-from tedsnet.reporting.paper import PAPER_FIGURE4, paper_comparison
-from tedsnet.reporting.table1 import format_mean_std, markdown_table, table1_markdown
+from tedsnet.reporting.paper import MEDIA2024_CITATION, PAPER_FIGURE4, media2024_comparison, paper_comparison
+from tedsnet.reporting.table1 import WRONG_TOPOLOGY_PREFIX, format_mean_std, markdown_table, table1_markdown
 from tedsnet.reporting.verdict import Verdict
 
-__all__ = ["build_report"]
+__all__ = ["CONNECTIVITY", "build_report", "patient_tests_from_stats"]
 
 #: Headline of each verdict status.
 _STATUS_HEADLINES = {
@@ -40,6 +55,22 @@ _TEST_COLUMNS = {
 
 #: The U-Nets TEDS-Net's topology is set against.
 _UNETS = ("unet", "unet_smp")
+
+#: The connectivity every Betti number of the suite is computed with (tedsnet.evaluation.metrics.betti_numbers).
+CONNECTIVITY = "4-connected foreground, 8-connected background"
+
+#: Metric of the interval table -> (header, decimals, scale): the incorrect-topology rate is shown in %.
+_INTERVAL_COLUMNS: dict[str, tuple[str, int, float]] = {
+    "dice": ("Dice", 3, 1.0),
+    "hd_mm": ("HD (mm)", 2, 1.0),
+    "hd95_mm": ("HD95 (mm)", 2, 1.0),
+    "assd_mm": ("ASSD (mm)", 2, 1.0),
+    "incorrect_topology": ("Incorrect topology (%)", 1, 100.0),
+}
+
+
+#: Metrics of the patient-level test table of the topology-aware baselines.
+_BASELINE_TEST_METRICS = ("dice", "hd_mm", "hd95_mm", "assd_mm")
 
 
 def _duration(seconds: float) -> str:
@@ -79,27 +110,38 @@ def _verdict_section(verdict: Verdict) -> list[str]:
     return out
 
 
-def _topology_conclusions(rows: Mapping[str, pd.Series], stats: pd.DataFrame, passing: set[str]) -> list[str]:
-    """TEDS-Net's topology errors against each U-Net past the guard, with the slice-level Dice test."""
+def _dice_test(stats: pd.DataFrame, tests: pd.DataFrame | None, unet: str) -> str:
+    """The Dice test of TEDS-Net against a U-Net: patient level when there is one, else the slice-level t-test."""
+    patient = patient_test_text(tests, unet, "tedsnet", "dice")
+    if patient != "no patient-level test":
+        return patient
+    sig = stats[(stats["other"] == unet) & (stats["level"] == "slice") & (stats["metric"] == "dice")]
+    return f"slice-level paired t-test p = {_p(float(sig['p_value'].iloc[0])) if len(sig) else '—'}"
+
+
+def _topology_conclusions(
+    rows: Mapping[str, pd.Series], stats: pd.DataFrame, passing: set[str], tests: pd.DataFrame | None
+) -> list[str]:
+    """TEDS-Net's topology errors against each U-Net past the guard, with the Dice test (patient level first)."""
     teds = rows.get("tedsnet")
     conclusions = []
     for unet in _UNETS:
         if teds is None or unet not in rows or unet not in passing:
             continue
         u = rows[unet]
-        sig = stats[(stats["other"] == unet) & (stats["level"] == "slice") & (stats["metric"] == "dice")]
-        p = _p(float(sig["p_value"].iloc[0])) if len(sig) else "—"
         conclusions.append(
             f"TEDS-Net has {int(teds['incorrect_topology'])}/{int(teds['n_test'])} incorrect topologies against "
             f"{int(u['incorrect_topology'])}/{int(u['n_test'])} for {u['label']}, at mean Dice "
-            f"{teds['dice_mean']:.3f} vs {u['dice_mean']:.3f} (slice-level paired t-test p = {p})."
+            f"{teds['dice_mean']:.3f} vs {u['dice_mean']:.3f} ({_dice_test(stats, tests, unet)})."
         )
     return conclusions
 
 
-def _topology_section(summary: pd.DataFrame, stats: pd.DataFrame, verdict: Verdict) -> list[str]:
+def _topology_section(
+    summary: pd.DataFrame, stats: pd.DataFrame, verdict: Verdict, tests: pd.DataFrame | None = None
+) -> list[str]:
     """Incorrect topologies per row, and the conclusion the verdict allows (none unless the run is trained)."""
-    out = ["### Topology\n"]
+    out = [f"### Topology ({CONNECTIVITY})\n"]
     if verdict.status == "under-trained":
         return [
             *out,
@@ -118,7 +160,7 @@ def _topology_section(summary: pd.DataFrame, stats: pd.DataFrame, verdict: Verdi
         lines.append(
             f"- {r['label']}: {int(r['incorrect_topology'])}/{int(r['n_test'])} incorrect topologies{flag}."
         )
-    conclusions = _topology_conclusions(rows, stats, passing)
+    conclusions = _topology_conclusions(rows, stats, passing, tests)
     return [*out, "\n".join(lines) + "\n\n" + (" ".join(conclusions) + "\n" if conclusions else "")]
 
 
@@ -182,6 +224,431 @@ def _stats_section(stats: pd.DataFrame, labels: Mapping[str, str]) -> list[str]:
         "several seeds each case is averaged over seeds first. Pairs with a NaN (empty mask) are dropped.\n",
         _stats_table(stats, labels),
     ]
+
+
+def _registered(experiment: str) -> Experiment | None:
+    """The registry entry of a row (None for a name the registry does not resolve)."""
+    try:
+        return get_experiment(experiment)
+    except (ValueError, KeyError):
+        return None
+
+
+def _untrained_note(experiment: str, labels: Mapping[str, str]) -> str | None:
+    """Why a row has no training time (None when it trains)."""
+    entry = _registered(experiment)
+    if entry is None or entry.trains:
+        return None
+    if entry.init_from:
+        source = labels.get(entry.init_from) or row_label(entry.init_from)
+        return f"no training: post-processes the predictions of the trained {source}"
+    return "no training: used as built"
+
+
+def _minutes_cells(summary: pd.DataFrame, curves: pd.DataFrame | None) -> dict[str, str]:
+    """Experiment -> its training minutes per epoch (mean over seeds) as a cell, or why there is none."""
+    labels = summary_labels(summary)
+    timed = minutes_per_epoch(curves).set_index("experiment") if curves is not None else pd.DataFrame()
+    cells = {}
+    for e in summary["experiment"].astype(str):
+        note = _untrained_note(e, labels)
+        if note is not None:
+            cells[e] = note
+        elif e in timed.index and np.isfinite(timed.loc[e, "minutes_per_epoch"]):
+            cells[e] = f"{timed.loc[e, 'minutes_per_epoch']:.2f}"
+        else:
+            cells[e] = "—"
+    return cells
+
+
+def _media_ratio(media: pd.DataFrame, cells: Mapping[str, str]) -> str:
+    """The PH-loss U-Net's minutes per epoch over the plain U-Net's, the follow-up's and ours."""
+    times = media.set_index("model")["minutes_per_epoch"]
+    theirs = times.get("TopoLoss U-Net (persistent homology)", np.nan) / times.get("U-Net", np.nan)
+    try:
+        ours = float(cells.get("unet_topo", "")) / float(cells.get("unet", ""))
+    except ValueError:
+        ours = np.nan
+    if not np.isfinite(theirs):
+        return ""
+    text = (
+        f"Minutes per epoch of the persistent-homology U-Net over the plain U-Net's: MedIA 2024 {theirs:.0f}x"
+    )
+    if np.isfinite(ours):
+        return text + f"; ours {ours:.1f}x (fine-tuning epochs).\n"
+    return text + (
+        "; ours not run.\n" if "unet_topo" not in cells else "; ours unknown (no training history).\n"
+    )
+
+
+def _media_section(
+    summary: pd.DataFrame, media: pd.DataFrame | None, curves: pd.DataFrame | None
+) -> list[str]:
+    """The MedIA 2024 follow-up's Dice, HD, % correct topology and minutes per epoch beside ours."""
+    out = ["## MedIA 2024 beside ours\n"]
+    if media is None:
+        return [*out, "Not in this build: no table of the follow-up's numbers (media2024_table.csv).\n"]
+    cells = {
+        e: "no training" if c.startswith("no training") else c
+        for e, c in _minutes_cells(summary, curves).items()
+    }
+    return [
+        *out,
+        f"Follow-up: {MEDIA2024_CITATION}. "
+        "—: a number the follow-up does not give, or a row this run does not have. Ours: Dice mean ± std, HD the "
+        "maximum symmetric Hausdorff distance, % correct topology over the test cases (Betti numbers (1, 1), "
+        f"{CONNECTIVITY}), training minutes per epoch (mean over seeds; an epoch and a device of this run's "
+        "own, so minutes compare as ratios only).\n",
+        markdown_table(media2024_comparison(summary, media, cells, extra=TOPOLOGY_BASELINES)),
+        _media_ratio(media, cells),
+    ]
+
+
+def patient_tests_from_stats(stats: pd.DataFrame) -> pd.DataFrame:
+    """The patient-level rows of the paired tests in the layout of
+    :func:`tedsnet.reporting.intervals.patient_level_paired_tests` (:data:`~tedsnet.reporting.intervals.PAIRED_COLUMNS`).
+
+    Parameters
+    ----------
+    stats : DataFrame
+        :func:`tedsnet.reporting.stats.paired_tests` output, e.g. a run's ``stats.csv``.
+
+    Returns
+    -------
+    DataFrame
+        experiment (the other row), reference, metric, n_patients, mean_diff (other - reference, per-patient
+        means), p_wilcoxon, p_ttest: one row per (other, metric) that has a patient-level test.
+
+    Examples
+    --------
+    >>> rows = pd.DataFrame({"reference": "tedsnet", "other": "unet", "metric": "dice", "level": "patient",
+    ...     "test": ["paired t-test", "Wilcoxon signed-rank"], "n": 10, "mean_difference": -0.1,
+    ...     "p_value": [0.01, 0.02]})
+    >>> patient_tests_from_stats(rows)[["experiment", "p_wilcoxon", "p_ttest"]].values.tolist()
+    [['unet', 0.02, 0.01]]
+    """
+    patient = stats[stats["level"] == "patient"] if len(stats) else stats
+    rows = []
+    for (reference, other, metric), group in patient.groupby(["reference", "other", "metric"], sort=False):
+        p = {test: float(g["p_value"].iloc[0]) for test, g in group.groupby("test")}
+        rows.append(
+            {
+                "experiment": other,
+                "reference": reference,
+                "metric": metric,
+                "n_patients": int(group["n"].max()),
+                "mean_diff": -float(group["mean_difference"].iloc[0]),
+                "p_wilcoxon": p.get("Wilcoxon signed-rank", np.nan),
+                "p_ttest": p.get("paired t-test", np.nan),
+            }
+        )
+    return pd.DataFrame(rows, columns=list(PAIRED_COLUMNS))
+
+
+def _combined_tests(stats: pd.DataFrame, patient_tests: pd.DataFrame | None) -> pd.DataFrame:
+    """Patient-level tests: the given table first, then the patient-level rows of the paired tests."""
+    from_stats = patient_tests_from_stats(stats)
+    if patient_tests is None or not len(patient_tests) or _lacks(patient_tests, list(from_stats.columns)):
+        return from_stats
+    return pd.concat([patient_tests, from_stats], ignore_index=True)
+
+
+def _baseline_table(summary: pd.DataFrame, present: Sequence[str], passing: set[str]) -> str:
+    """TEDS-Net, the plain U-Net and each topology-aware baseline: topology, Dice, HD (mm), guard."""
+    rows = summary.set_index(summary["experiment"].astype(str))
+    shown = [e for e in ("tedsnet", "unet", *present) if e in rows.index]
+    table = pd.DataFrame(
+        {
+            "Model": [rows.loc[e, "label"] for e in shown],
+            "Incorrect topology": [
+                f"{int(rows.loc[e, 'incorrect_topology'])}/{int(rows.loc[e, 'n_test'])}" for e in shown
+            ],
+            "Dice": [format_mean_std(rows.loc[e, "dice_mean"], rows.loc[e, "dice_std"], 3) for e in shown],
+            "HD (mm)": [
+                format_mean_std(rows.loc[e, "hd_mm_mean"], rows.loc[e, "hd_mm_std"], 2) for e in shown
+            ],
+            "Past the guard": ["yes" if e in passing else "no" for e in shown],
+        }
+    )
+    return markdown_table(table)
+
+
+def _baseline_tests_table(tests: pd.DataFrame, present: Sequence[str], labels: Mapping[str, str]) -> str:
+    """Patient-level tests of each topology-aware baseline against TEDS-Net and the plain U-Net."""
+    rows = []
+    for e in present:
+        for reference in ("tedsnet", "unet"):
+            for metric in _BASELINE_TEST_METRICS:
+                text = patient_test_text(tests, e, reference, metric)
+                if text != "no patient-level test":
+                    rows.append(
+                        {
+                            "Model": labels.get(e, e),
+                            "Against": labels.get(reference) or row_label(reference),
+                            "Metric": METRIC_NAMES.get(metric, metric),
+                            "Test": text,
+                        }
+                    )
+    return markdown_table(pd.DataFrame(rows)) if rows else "No patient-level test of these rows.\n"
+
+
+def _baselines_section(
+    summary: pd.DataFrame,
+    verdict: Verdict,
+    tests: pd.DataFrame,
+    postprocess: Mapping[str, Any] | None,
+) -> list[str]:
+    """The topology-aware baselines against TEDS-Net and the plain U-Net, and the questions they answer."""
+    out = [f"## Topology-aware baselines ({CONNECTIVITY})\n"]
+    labels = summary_labels(summary)
+    present = [e for e in TOPOLOGY_BASELINES if e in labels]
+    if not present:
+        return [*out, "No topology-aware baseline in this build (none of their per-case CSVs exists).\n"]
+    passing = set(verdict.passing())
+    out += [
+        "Incorrect topology: Betti numbers of the prediction not (1, 1), n/N.\n",
+        _baseline_table(summary, present, passing),
+        "Two-sided paired tests over the per-patient means (Wilcoxon signed-rank; the paired t-test where the "
+        "Wilcoxon cannot be computed):\n",
+        _baseline_tests_table(tests, present, labels),
+    ]
+    if verdict.status != "trained":
+        return [*out, "**No topology conclusion is drawn**: " + " ".join(verdict.reasons) + "\n"]
+    return [
+        *out,
+        answer_topology_baselines(summary, tests, passing),
+        answer_postprocess(summary, tests, passing, dict(postprocess or {})),
+    ]
+
+
+def _interval_cell(row: pd.Series | None, decimals: int, scale: float) -> str:
+    """``"0.889 [0.861, 0.912]"``; "—" without a finite mean."""
+    if row is None or not np.isfinite(float(row["mean"])):
+        return "—"
+    mean, low, high = (float(row[k]) * scale for k in ("mean", "ci_low", "ci_high"))
+    return f"{mean:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def _seed_rows(group: pd.DataFrame) -> list[tuple[str, str]]:
+    """(seed value, shown name) of one experiment's rows: every seed then their mean when there are several,
+    else the one row (named by its seed when known)."""
+    values = set(group["seed"])
+    seeds = sorted(values - {SEED_MEAN}, key=lambda s: (len(s), s))
+    if len(seeds) > 1:
+        mean = [(SEED_MEAN, f"mean of {len(seeds)}")] if SEED_MEAN in values else []
+        return [(s, s) for s in seeds] + mean
+    name = seeds[0] if seeds else SEED_MEAN
+    return [(SEED_MEAN if SEED_MEAN in values else name, name)]
+
+
+def _interval_row(label: str, seed: str, phase: str, cells: pd.DataFrame) -> dict[str, str]:
+    """One display row of the interval table: each metric's mean and interval, and the patients."""
+    by_metric = {str(r["metric"]): r for _, r in cells.iterrows()}
+    row = {"Model": label, "Seed": seed, "Phase": phase}
+    for metric, (header, decimals, scale) in _INTERVAL_COLUMNS.items():
+        row[header] = _interval_cell(by_metric.get(metric), decimals, scale)
+    row["Patients"] = str(int(cells["n_patients"].max()))
+    return row
+
+
+def _interval_rows(intervals: pd.DataFrame, order: Sequence[str], labels: Mapping[str, str]) -> pd.DataFrame:
+    """One display row per (experiment, seed, phase) of the bootstrap intervals, rows in ``order`` first."""
+    frame = intervals.assign(
+        seed=intervals["seed"].astype(str), experiment=intervals["experiment"].astype(str)
+    )
+    experiments = [e for e in order if e in set(frame["experiment"])]
+    experiments += [e for e in dict.fromkeys(frame["experiment"]) if e not in experiments]
+    rows = []
+    for e in experiments:
+        group = frame[frame["experiment"] == e]
+        for seed, shown in _seed_rows(group):
+            for phase in PHASES:
+                cells = group[(group["seed"] == seed) & (group["phase"] == phase)]
+                if len(cells):
+                    rows.append(_interval_row(labels.get(e) or row_label(e), shown, phase, cells))
+    return pd.DataFrame(rows)
+
+
+#: Columns the interval and seed-spread tables need.
+_INTERVAL_NEEDS = ("experiment", "seed", "phase", "metric", "mean", "ci_low", "ci_high", "n_patients")
+_SPREAD_NEEDS = ("experiment", "metric", "mean", "std", "min", "max")
+
+
+def _lacks(frame: pd.DataFrame | None, needed: Sequence[str]) -> list[str]:
+    """The needed columns a table lacks (every one when there is no table)."""
+    return list(needed) if frame is None else [c for c in needed if c not in frame.columns]
+
+
+def _per_seed_means(row: pd.Series) -> str:
+    """``"0: 0.720, 1: 0.740"`` from the ``seed_<s>`` columns of a seed-spread row."""
+    means = [(c[len("seed_") :], float(row[c])) for c in row.index if c.startswith("seed_")]
+    return ", ".join(f"{s}: {v:.3f}" for s, v in means if np.isfinite(v)) or "—"
+
+
+def _spread_table(spread: pd.DataFrame, summary: pd.DataFrame) -> str:
+    """Mean, std, min, max and per-seed means over the seeds of each metric of each row with several seeds."""
+    seeds = dict(zip(summary["experiment"].astype(str), summary["n_seeds"].astype(int), strict=True))
+    labels = summary_labels(summary)
+    spread = spread[spread["experiment"].astype(str).map(lambda e: seeds.get(e, 1) > 1)]
+    if not len(spread):
+        return "Every row has one seed: no spread over seeds.\n"
+
+    def number(v: float) -> str:
+        return f"{float(v):.3f}" if np.isfinite(float(v)) else "—"
+
+    table = pd.DataFrame(
+        {
+            "Model": spread["experiment"].astype(str).map(lambda e: labels.get(e) or row_label(e)),
+            "Metric": spread["metric"].map(lambda m: METRIC_NAMES.get(m, m)),
+            "Seeds": spread["experiment"].astype(str).map(lambda e: str(seeds[e])),
+            **{
+                name: spread[key].map(number)
+                for name, key in (("Mean", "mean"), ("Std", "std"), ("Min", "min"), ("Max", "max"))
+            },
+            "Per-seed means": [_per_seed_means(r) for _, r in spread.iterrows()],
+        }
+    )
+    return markdown_table(table)
+
+
+def _seeds_section(
+    summary: pd.DataFrame,
+    intervals: pd.DataFrame | None,
+    spread: pd.DataFrame | None,
+    paper: pd.DataFrame | None,
+    curves: pd.DataFrame | None,
+) -> list[str]:
+    """Per-seed and mean-over-seeds patient-bootstrap intervals, ED and ES apart; the spread over seeds; and how
+    much of the Dice gap to the paper the 12-epoch budget closes."""
+    out = ["## Seeds and 95 % patient-bootstrap intervals\n"]
+    labels = summary_labels(summary)
+    missing = _lacks(intervals, _INTERVAL_NEEDS)
+    if missing:
+        out.append(f"No intervals in this build (intervals.csv missing or lacking {', '.join(missing)}).\n")
+    else:
+        out += [
+            "Mean and 95 % interval from a bootstrap over patients (a resampled patient keeps all its test "
+            "slices). Per seed, and the mean over seeds; ED, ES and both phases apart. Incorrect topology: "
+            f"share of cases whose Betti numbers are not (1, 1), {CONNECTIVITY}. —: the metric is not in the "
+            "row's per-case CSV.\n",
+            markdown_table(_interval_rows(intervals, list(summary["experiment"].astype(str)), labels)),
+        ]
+    out.append("### Spread over seeds\n")
+    if _lacks(spread, _SPREAD_NEEDS):
+        out.append("No seed spread in this build (seed_spread.csv missing or incomplete).\n")
+    else:
+        out.append(_spread_table(spread, summary))
+    epochs = (
+        minutes_per_epoch(curves).set_index("experiment")["epochs"].to_dict() if curves is not None else {}
+    )
+    budget = answer_budget12(summary, paper, epochs)
+    if budget:
+        out.append(budget)
+    elif not any(v in labels for v in BUDGET_VARIANTS.values()):
+        out.append("No 12-epoch row in this build.\n")
+    return out
+
+
+def _kinds_cell(row: pd.Series, kinds: Sequence[str]) -> str:
+    """``"missing hole 3, extra components 1"``; "none" without wrong topology; "—" when not known."""
+    if not kinds or any(not np.isfinite(float(row[k])) for k in kinds):
+        return "none" if int(row["incorrect_topology"]) == 0 and kinds else "—"
+    counts = [(k[len(WRONG_TOPOLOGY_PREFIX) :].replace("_", " "), int(row[k])) for k in kinds]
+    return ", ".join(f"{name} {n}" for name, n in counts if n) or "none"
+
+
+def _mean_cell(row: pd.Series, metric: str) -> str:
+    value = float(row.get(f"{metric}_mean", np.nan))
+    return f"{value:.3f}" if np.isfinite(value) else "—"
+
+
+def _topology_metrics_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """One display row per Table 1 row: incorrect topology, the three mean errors, reference mismatch, kinds."""
+    kinds = sorted(c for c in summary.columns if c.startswith(WRONG_TOPOLOGY_PREFIX))
+    differs = "topology_differs_from_reference" in summary.columns
+    rows = []
+    for _, r in summary.iterrows():
+        row = {
+            "Model": r["label"],
+            "Incorrect topology": f"{int(r['incorrect_topology'])}/{int(r['n_test'])}",
+        }
+        for m in ("betti_error", "euler_error", "betti_matching_error"):
+            row[f"Mean {METRIC_NAMES[m]}"] = _mean_cell(r, m)
+        mismatch = float(r["topology_differs_from_reference"]) if differs else np.nan
+        row["Differs from the reference's"] = (
+            f"{int(mismatch)}/{int(r['n_test'])}" if np.isfinite(mismatch) else "—"
+        )
+        row["Wrong topologies by kind"] = _kinds_cell(r, kinds)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _topology_metrics_section(summary: pd.DataFrame) -> list[str]:
+    """Mean Betti, Euler characteristic and Betti matching errors and the kinds of wrong topology, per row."""
+    out = [f"## Topology beyond Betti numbers ({CONNECTIVITY})\n"]
+    lacking = [
+        str(r["label"])
+        for _, r in summary.iterrows()
+        if not np.isfinite(float(r.get("betti_error_mean", np.nan)))
+    ]
+    if len(lacking) == len(summary):
+        return [
+            *out,
+            "Not in this build: every row was evaluated before the Betti, Euler characteristic and Betti matching "
+            "errors existed (its per-case CSV lacks them); re-evaluating the rows fills this section.\n",
+        ]
+    out += [
+        "Per-case means of the Betti error, the Euler characteristic error and the Betti matching error "
+        "(tedsnet.evaluation.topology); the cases whose topology differs from the reference mask's; each wrong "
+        "topology by kind (a case may have several). Every topology with the connectivity above.\n",
+        markdown_table(_topology_metrics_table(summary)),
+    ]
+    if lacking:
+        out.append(
+            "—: rows evaluated before these metrics existed (their per-case CSVs lack the columns; re-evaluating "
+            f"fills them): {', '.join(lacking)}.\n"
+        )
+    return out
+
+
+def _ledger_section(ledger_text: str | None) -> list[str]:
+    """The slice ledger (its own ``##`` section, :func:`tedsnet.reporting.ledger.ledger_markdown`), or why not."""
+    if not ledger_text:
+        return ["## Slice ledger\n", "Not in this build: no slice ledger (ledger.csv) for this run.\n"]
+    return [ledger_text.rstrip("\n") + "\n"]
+
+
+def _set_title(name: str) -> str:
+    """``"Official ACDC testing set, every slice"`` for ``testing_all``, and so on."""
+    base = "Official ACDC testing set" if name.startswith(TESTING) else "Test split"
+    return base + (", every slice" if name in ALL_SLICES_SETS else ", the protocol's slices")
+
+
+def _sets_section(
+    sets: Mapping[str, tuple[pd.DataFrame, pd.DataFrame | None]] | None, labels: Mapping[str, str]
+) -> list[str]:
+    """Table 1 and the paired tests of each further evaluation set run; what runs the testing set."""
+    out = ["## Further evaluation sets\n"]
+    sets = sets or {}
+    for name in [*EVALUATION_SETS, *(n for n in sets if n not in EVALUATION_SETS)]:
+        if name not in sets:
+            continue
+        summary, tests = sets[name]
+        out += [f"### {_set_title(name)} (`{name}`)\n", table1_markdown(summary)]
+        if tests is not None and "metric" in tests.columns:
+            shown = tests[tests["metric"].isin(("dice", "hd_mm"))]
+            out += [
+                "Paired tests, Dice and HD (mm):\n",
+                _stats_table(shown, {**labels, **summary_labels(summary)}),
+            ]
+    if not any(n.startswith(TESTING) for n in sets):
+        out.append(
+            "The official ACDC testing set is not in this build: its evaluation runs when the ACDC root holds "
+            f"{TESTING}/.\n"
+        )
+    if not sets:
+        out.insert(1, "No further evaluation set in this build.\n")
+    return out
 
 
 def _figure4_table(figure4_summary: pd.DataFrame) -> str:
@@ -264,7 +731,8 @@ def _benchmark_section(benchmarks: pd.DataFrame | None) -> list[str]:
 
 
 def _training_time_section(curves: pd.DataFrame | None, labels: Mapping[str, str]) -> list[str]:
-    """Training time of each model over all its sessions (a resumed job's benchmark counts only the resume)."""
+    """Training time of each model over all its sessions (a resumed job's benchmark counts only the resume), and
+    its minutes per epoch."""
     if curves is None or not len(curves) or "seconds" not in curves.columns:
         return []
     last = curves.loc[curves.groupby(["experiment", "seed"], sort=False)["epoch"].idxmax()]
@@ -277,12 +745,45 @@ def _training_time_section(curves: pd.DataFrame | None, labels: Mapping[str, str
             "Seed": last["seed"].astype(int).astype(str),
             "Epochs": last["epoch"].astype(int).astype(str),
             "Training time (h:mm:ss)": last["seconds"].astype(float).map(_duration),
+            "Minutes per epoch": (last["seconds"].astype(float) / last["epoch"].astype(float) / 60.0).map(
+                lambda v: f"{v:.2f}"
+            ),
         }
     )
     return [
         "### Training time per model (history.csv, every session summed)\n",
         markdown_table(table),
         "A train job that only resumed a finished model benchmarks the resume; this table sums every session.\n",
+    ]
+
+
+def _epoch_time_section(summary: pd.DataFrame, curves: pd.DataFrame | None) -> list[str]:
+    """Training minutes per epoch of every Table 1 row, mean over its seeds; a row that does not train says so."""
+    labels = summary_labels(summary)
+    cells = _minutes_cells(summary, curves)
+    timed = minutes_per_epoch(curves).set_index("experiment") if curves is not None else pd.DataFrame()
+    rows = []
+    for e in summary["experiment"].astype(str):
+        entry = _registered(e)
+        fine_tune = entry is not None and entry.trains and entry.init_from
+        rows.append(
+            {
+                "Model": labels[e],
+                "Seeds": str(int(timed.loc[e, "n_seeds"])) if e in timed.index else "—",
+                "Epochs": f"{timed.loc[e, 'epochs']:g}" if e in timed.index else "—",
+                "Minutes per epoch (mean over seeds)": cells[e]
+                + (
+                    f" (fine-tunes the trained {labels.get(entry.init_from, entry.init_from)})"
+                    if fine_tune
+                    else ""
+                ),
+            }
+        )
+    return [
+        "### Training minutes per epoch, every row\n",
+        markdown_table(pd.DataFrame(rows)),
+        "Per seed: the history's cumulative training seconds over its epochs; then the mean over seeds. —: no "
+        "training history for the row.\n",
     ]
 
 
@@ -327,6 +828,7 @@ def _run_section(
         markdown_table(pd.DataFrame({"Package": list(versions), "Version": list(versions.values())})),
         *_benchmark_section(benchmarks),
         *_training_time_section(curves, labels),
+        *_epoch_time_section(summary, curves),
         *_checkpoint_section(checkpoints, labels),
         "### Configuration\n",
         "```yaml\n" + yaml.safe_dump(_plain(config), sort_keys=False) + "```\n",
@@ -350,6 +852,13 @@ def build_report(
     checkpoints: pd.DataFrame | None = None,
     notes: Sequence[str] = (),
     curves: pd.DataFrame | None = None,
+    media2024: pd.DataFrame | None = None,
+    intervals: pd.DataFrame | None = None,
+    seed_spread: pd.DataFrame | None = None,
+    patient_tests: pd.DataFrame | None = None,
+    postprocess: Mapping[str, Any] | None = None,
+    ledger_text: str | None = None,
+    evaluation_sets: Mapping[str, tuple[pd.DataFrame, pd.DataFrame | None]] | None = None,
 ) -> str:
     """The Markdown text of ``report.md``.
 
@@ -385,7 +894,27 @@ def build_report(
     notes : sequence of str
         Extra lines for the "what was run" section.
     curves : DataFrame, optional
-        learning_curves.csv; with ``paper``, the reproduction questions weigh the training budget.
+        learning_curves.csv; with ``paper``, the reproduction questions weigh the training budget; minutes per
+        epoch of every row come from it.
+    media2024 : DataFrame, optional
+        ``media2024_table.csv`` (:data:`tedsnet.reporting.paper.MEDIA2024_COLUMNS`); None: the section says it
+        is missing.
+    intervals : DataFrame, optional
+        Patient-bootstrap intervals: experiment, seed (str; ``"mean"`` = over seeds), phase (ED, ES, both),
+        metric, mean, ci_low, ci_high, n_patients (``tedsnet.reporting.intervals.bootstrap_intervals``).
+    seed_spread : DataFrame, optional
+        Spread over seeds: experiment, metric, mean, std, min, max (``tedsnet.reporting.intervals.seed_spread``).
+    patient_tests : DataFrame, optional
+        Patient-level paired tests: experiment, reference, metric, n_patients, mean_diff, p_wilcoxon, p_ttest
+        (``tedsnet.reporting.intervals.patient_level_paired_tests``, one table over every reference); the
+        patient-level rows of ``stats`` fill in pairs it lacks.
+    postprocess : mapping, optional
+        The config's ``postprocess`` (the post-processing row's parameters), stated in the baselines section.
+    ledger_text : str, optional
+        The slice ledger as Markdown (``tedsnet.reporting.ledger.ledger_markdown``).
+    evaluation_sets : mapping, optional
+        Set name (:data:`tedsnet.data.evaluation_sets.EVALUATION_SETS`) -> (its Table 1 summary, its paired tests
+        or None).
 
     Returns
     -------
@@ -393,16 +922,23 @@ def build_report(
         The report, GitHub Markdown.
     """
     labels = summary_labels(summary)
+    tests = _combined_tests(stats, patient_tests)
     out = [
         f"# TEDS-Net reproduction: run `{run}`\n",
         *_verdict_section(verdict),
-        *_topology_section(summary, stats, verdict),
+        *_topology_section(summary, stats, verdict, tests),
         *_table1_section(summary),
         *_paper_section(summary, paper, curves, verdict),
+        *_media_section(summary, media2024, curves),
+        *_baselines_section(summary, verdict, tests, postprocess),
+        *_seeds_section(summary, intervals, seed_spread, paper, curves),
+        *_topology_metrics_section(summary),
         *_stats_section(stats, labels),
         *_figure4_section(figures, figure4_summary),
         *_figure3_section(figures),
         *_curves_section(figures),
+        *_ledger_section(ledger_text),
+        *_sets_section(evaluation_sets, labels),
         *_run_section(summary, data_source, seeds, notes, versions, benchmarks, curves, checkpoints, config),
     ]
     return "\n".join(out)

@@ -50,7 +50,9 @@ __all__ = [
     "checkpoint_image_size",
     "checkpoint_pixel_spacing",
     "config_hash",
+    "file_digest",
     "load_checkpoint",
+    "load_initial_weights",
     "read_checkpoint",
     "read_train_config",
     "resume_from",
@@ -558,3 +560,34 @@ def load_checkpoint(
     model.load_state_dict(stored_state)
     model.to(resolve_device(device)).eval()
     return model, experiment
+
+
+def file_digest(path: str | os.PathLike) -> str:
+    """SHA-256 (first 16 hex digits) of a file's bytes: what a run started from another's weights records."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def load_initial_weights(model: nn.Module, path: str | os.PathLike) -> None:
+    """Load the weights of the checkpoint ``path`` (another experiment's ``best.pt``) strictly into ``model``: the
+    start of a fine-tune, or of a model that post-processes a trained one.
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        As :func:`read_checkpoint`; a ValueError when the weights do not fit ``model`` (the first missing,
+        unexpected and mis-shaped keys are named).
+    """
+    checkpoint = read_checkpoint(path, fix="train the experiment this one starts from first (its best.pt)")
+    stored = checkpoint.get("model_state")
+    problems = _state_mismatch(model.state_dict(), stored if isinstance(stored, Mapping) else {})
+    if problems:
+        name = (checkpoint.get("experiment") or {}).get("name")
+        raise ValueError(
+            f"initial weights {path} (experiment {name!r}) do not fit the model: {problems}. Start from a "
+            "checkpoint of the experiment named by init_from."
+        )
+    model.load_state_dict(stored)

@@ -51,6 +51,8 @@ from tedsnet.speed.modes import apply_speed_mode
 from tedsnet.training.checkpoint import (
     RunProgress,
     build_checkpoint,
+    file_digest,
+    load_initial_weights,
     read_train_config,
     resume_from,
     save_checkpoint,
@@ -368,6 +370,28 @@ def _check_options(
         raise ValueError(f"train: speed_mode must be one of {REQUESTABLE_SPEED_MODES}, got {speed_mode!r}.")
 
 
+def _init_checkpoint(experiment: Experiment, path: Any) -> Path | None:
+    """The checkpoint a run starts from: required exactly when the experiment names ``init_from``."""
+    if experiment.init_from is None:
+        if path is not None:
+            raise ValueError(
+                f"train: init_checkpoint given, but experiment {experiment.name!r} starts from its own "
+                "initialisation (no init_from); drop init_checkpoint."
+            )
+        return None
+    if path is None:
+        raise ValueError(
+            f"train: experiment {experiment.name!r} starts from the trained {experiment.init_from!r}; pass "
+            f"init_checkpoint=<models/{experiment.init_from}/seed<k>/best.pt>."
+        )
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"train: init_checkpoint {path} does not exist; train {experiment.init_from!r} first."
+        )
+    return path
+
+
 def _auto_speed_mode(last: Path | None, device: torch.device, say: Callable[[str], None]) -> str:
     """``fp32`` or ``fast`` for ``speed_mode="auto"``: the mode of the run in ``last`` when there is one to
     resume, otherwise :func:`tedsnet.speed.auto.resolve_speed_mode`'s choice (probed with the current threads)."""
@@ -420,6 +444,11 @@ class TrainConfig:
     pixel_spacing_mm : dict or None
         ``{"min", "median", "max"}`` in-plane pixel spacing of the training images in mm, from a prepared split's
         table; None for bare arrays. Stored in checkpoints beside the configuration (not part of a run's identity).
+    init_checkpoint : Path or None
+        The checkpoint whose weights the model starts from (the experiment's ``init_from``); None for the
+        factory's initialisation.
+    init_digest : str or None
+        :func:`~tedsnet.training.checkpoint.file_digest` of ``init_checkpoint``, part of the run's identity.
     """
 
     experiment: Experiment
@@ -440,6 +469,8 @@ class TrainConfig:
     patience: int | None
     progress_bar: bool
     pixel_spacing_mm: dict[str, float] | None = None
+    init_checkpoint: Path | None = None
+    init_digest: str | None = None
 
     @classmethod
     def from_arguments(
@@ -455,7 +486,8 @@ class TrainConfig:
         """Validate :func:`train`'s arguments and build the configuration.
 
         ``options`` are :func:`train`'s keyword arguments ``epochs``, ``batch_size``, ``lr``, ``seed``, ``device``,
-        ``threshold``, ``seg_loss``, ``speed_mode``, ``resume``, ``time_budget_s``, ``patience`` and ``progress``.
+        ``threshold``, ``seg_loss``, ``speed_mode``, ``resume``, ``time_budget_s``, ``patience``, ``progress`` and
+        ``init_checkpoint``.
         ``speed_mode="auto"`` is resolved here (keeping the mode of the run in ``last_run`` when resuming one;
         the choice goes to ``say``), so call it with the run's torch threads set.
 
@@ -488,6 +520,7 @@ class TrainConfig:
         speed_mode = options["speed_mode"]
         if speed_mode == "auto":
             speed_mode = _auto_speed_mode(last_run if options["resume"] else None, device, say)
+        init = _init_checkpoint(experiment, options.get("init_checkpoint"))
         return cls(
             experiment=experiment,
             train_images=train_images,
@@ -507,6 +540,8 @@ class TrainConfig:
             patience=options["patience"],
             progress_bar=bool(options["progress"]),
             pixel_spacing_mm=_pixel_spacing(train_split),
+            init_checkpoint=init,
+            init_digest=None if init is None else file_digest(init),
         )
 
     @property
@@ -545,6 +580,8 @@ class TrainConfig:
             "val_data": _fingerprint(self.val_images, self.val_labels),
             "n_train": self.n_train,
             "n_val": int(self.val_images.shape[0]),
+            # only when set, so that the hashes of runs from scratch stay valid
+            **({} if self.init_digest is None else {"init_weights": self.init_digest}),
         }
 
 
@@ -571,7 +608,11 @@ class _TrainingRun:
     ) -> None:
         self.config, self.paths, self.say, self.callback = config, paths, say, callback
         experiment = config.experiment
-        self.model = apply_speed_mode(experiment.build(seed=config.seed), config.speed_mode).to(config.device)
+        model = experiment.build(seed=config.seed)
+        if config.init_checkpoint is not None:
+            load_initial_weights(model, config.init_checkpoint)
+            say(f"{experiment.name}: starting from the weights of {config.init_checkpoint}")
+        self.model = apply_speed_mode(model, config.speed_mode).to(config.device)
         self.prior = experiment.prior_tensor(config.image_size, device=config.device)
         self.optimizer: torch.optim.Optimizer | None = None
         self.progress = RunProgress()
@@ -854,6 +895,7 @@ def train(
     patience: int | None = None,
     callback: Callable[[Mapping[str, Any]], None] | None = None,
     speed_mode: str = "fp32",
+    init_checkpoint: str | os.PathLike | None = None,
 ) -> TrainResult:
     """Train (or resume training) one experiment and write best.pt, last.pt and history.csv to ``out_dir``.
 
@@ -904,6 +946,10 @@ def train(
         (:mod:`tedsnet.speed.auto`; the choice is logged, and a resumed run keeps the mode it ran in). The mode
         run is part of the run's configuration (a run resumes only in its own mode); checkpoints hold the plain
         model's state dict in every mode.
+    init_checkpoint : path, optional
+        The ``best.pt`` whose weights the model starts from; required exactly when the experiment has
+        ``init_from`` (e.g. ``unet_topo`` fine-tunes ``models/unet/seed<k>/best.pt``). Its digest is part of the
+        run's identity, so a resume after the starting checkpoint changed starts again.
 
     Returns
     -------
@@ -932,7 +978,7 @@ def train(
             experiment, train_split, val_split, last_run=paths.last, say=say,
             epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, threshold=threshold,
             seg_loss=seg_loss, speed_mode=speed_mode, resume=resume, time_budget_s=time_budget_s,
-            patience=patience, progress=progress,
+            patience=patience, progress=progress, init_checkpoint=init_checkpoint,
         )  # fmt: skip
         paths.best.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(paths, say)

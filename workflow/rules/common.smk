@@ -162,6 +162,8 @@ DATA_PARAMS = {
 }
 TRAIN_KEYS = ("epochs", "batch_size", "lr", "seg_loss", "patience", "time_budget_s")
 SEEDS = [int(s) for s in config["training"]["seeds"]]
+# The settings of models that take them: the post-processing's parameters, at the run's threshold.
+MODEL_SETTINGS = {**config["postprocess"], "threshold": config["training"]["threshold"]}
 
 
 def _import_plugins(modules):
@@ -294,10 +296,31 @@ wildcard_constraints:
 
 
 def train_options(exp):
-    """Training options of one experiment: the `training` block with its per-experiment overrides."""
+    """Training options of one experiment: the `training` block, the experiment's own budget (`tedsnet_epochs12`)
+    and its per-experiment overrides, in that order."""
     options = {key: config["training"][key] for key in TRAIN_KEYS}
-    options.update(config["training"]["overrides"].get(exp, {}))
+    own_epochs = get_experiment(exp).epochs
+    if own_epochs is not None:
+        options["epochs"] = own_epochs
+    overrides = config["training"]["overrides"].get(exp, {})
+    options.update({k: v for k, v in overrides.items() if k in TRAIN_KEYS})
     return options
+
+
+def seeds_of(exp):
+    """The seeds an experiment is trained with: its override `seeds`, else `training.seeds`."""
+    own = config["training"]["overrides"].get(exp, {}).get("seeds")
+    return [int(s) for s in own] if own else SEEDS
+
+
+def train_inputs(wildcards):
+    """The train rule's inputs: the prepared splits, and the trained checkpoint of the same seed of the experiment
+    this one starts from (`init_from`: a fine-tune or a post-processed model)."""
+    inputs = {"train": f"{R}/data/train.npz", "val": f"{R}/data/val.npz"}
+    init_from = get_experiment(wildcards.exp).init_from
+    if init_from is not None:
+        inputs["init"] = f"{model_dir(init_from, wildcards.seed)}/best.pt"
+    return inputs
 
 
 def model_dir(exp, seed):
@@ -305,13 +328,13 @@ def model_dir(exp, seed):
 
 
 def checkpoint_files(exp):
-    return [f"{model_dir(exp, seed)}/best.pt" for seed in SEEDS]
+    return [f"{model_dir(exp, seed)}/best.pt" for seed in seeds_of(exp)]
 
 
 def predictions(exp, seeds=None):
     return [
         f"{R}/predictions/{exp}/seed{seed}.npz"
-        for seed in (SEEDS if seeds is None else seeds)
+        for seed in (seeds_of(exp) if seeds is None else seeds)
     ]
 
 
@@ -328,10 +351,24 @@ def dataset_inputs(wildcards):
     return {}
 
 
+def logged_seeds(exp):
+    """The seeds of an experiment with a training history: all of them, or (part=report) those whose history is
+    there, so that a part not run yet (more seeds of a row) leaves its seeds out instead of stopping the report.
+    """
+    seeds = seeds_of(exp)
+    if PART == "report":
+        seeds = [
+            s for s in seeds if os.path.exists(f"{R}/training_logs/{exp}/seed{s}.csv")
+        ]
+    return seeds
+
+
 def training_logs(models):
     """Per-epoch training histories copied out of the model folders (numbers only; committed for ACDC runs)."""
     return [
-        f"{R}/training_logs/{exp}/seed{seed}.csv" for exp in models for seed in SEEDS
+        f"{R}/training_logs/{exp}/seed{seed}.csv"
+        for exp in models
+        for seed in logged_seeds(exp)
     ]
 
 
@@ -354,6 +391,7 @@ def final_outputs():
         *[c for exp in ACTIVE for c in checkpoint_files(exp)],
         *metrics_files(ACTIVE),
         *training_logs(ACTIVE),
+        *evaluation_set_outputs(),
     ]
     if PART not in (None, "report"):
         return part_outputs

@@ -1,4 +1,9 @@
-# Data: the phantom cohort (or real ACDC) -> prepared train/val/test splits, splits.csv and a montage.
+# Data: the phantom cohort (or real ACDC) -> prepared train/val/test splits, splits.csv and a montage; then the
+# evaluation sets (every slice of the test scans; ACDC's testing/ patients when the root has them) and the ledger.
+
+
+# The names of the evaluation sets, used by the rules here and in evaluate.smk (Snakemake ignores a second include).
+include: "evaluation_sets.smk"
 
 
 rule phantom_cohort:
@@ -42,3 +47,25 @@ rule prepare_dataset:
         crop=CROP,
     script:
         "../scripts/prepare_dataset.py"
+
+
+rule prepare_evaluation_sets:
+    input:
+        root=ACDC_ROOT or f"{R}/cohort",
+        splits=f"{R}/data/splits.csv",
+        train=f"{R}/data/train.npz",
+        val=f"{R}/data/val.npz",
+        test=f"{R}/data/test.npz",
+    output:
+        **evaluation_set_files(),
+    log:
+        f"{R}/logs/prepare_evaluation_sets.log",
+    benchmark:
+        f"{R}/benchmarks/prepare_evaluation_sets.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        crop=CROP,
+        n_slices=config["data"]["slices_per_scan"],
+    script:
+        "../scripts/prepare_evaluation_sets.py"

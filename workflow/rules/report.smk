@@ -1,4 +1,4 @@
-# Table 1, paired tests, Figure 4, Figure 3, learning curves and the report.
+# Table 1, paired tests and intervals, Figure 4, Figure 3, learning curves and the report.
 
 
 rule table1:
@@ -20,13 +20,17 @@ rule stats:
     input:
         metrics_files(ROWS),
     output:
-        f"{R}/stats.csv",
+        csv=f"{R}/stats.csv",
+        intervals=f"{R}/intervals.csv",
+        spread=f"{R}/seed_spread.csv",
+        patient=f"{R}/patient_tests.csv",
     log:
         f"{R}/logs/stats.log",
     conda:
         CONDA_ENV
     params:
         reference=config["evaluation"]["reference"],
+        patient_references=[config["evaluation"]["reference"], "unet"],
     script:
         "../scripts/stats.py"
 
@@ -79,7 +83,7 @@ rule learning_curves:
     conda:
         CONDA_ENV
     params:
-        runs=[(exp, seed) for exp in CURVE_MODELS for seed in SEEDS],
+        runs=[(exp, seed) for exp in CURVE_MODELS for seed in logged_seeds(exp)],
         batch_sizes={exp: train_options(exp)["batch_size"] for exp in CURVE_MODELS},
     script:
         "../scripts/learning_curves.py"
@@ -88,6 +92,7 @@ rule learning_curves:
 rule report:
     input:
         unpack(lambda wildcards: report_inputs()),
+        unpack(lambda wildcards: report_extra_inputs()),
     output:
         f"{R}/report.md",
     log:
@@ -96,12 +101,17 @@ rule report:
         CONDA_ENV
     params:
         run=RUN,
-        models=[(exp, seed) for exp in MODELS for seed in SEEDS] if PART is None else [],
+        models=(
+            [(exp, seed) for exp in MODELS for seed in seeds_of(exp)]
+            if PART is None
+            else []
+        ),
         missing_rows=MISSING_ROWS,
         missing_points=MISSING_POINTS,
         config=config,
         crop=CROP,
         pixel_scale=PIXEL_SCALE,
         benchmarks=f"{R}/benchmarks",
+        postprocess=config.get("postprocess", {}),
     script:
         "../scripts/report.py"

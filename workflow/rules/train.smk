@@ -3,8 +3,7 @@
 
 rule train:
     input:
-        train=f"{R}/data/train.npz",
-        val=f"{R}/data/val.npz",
+        unpack(train_inputs),
     output:
         checkpoint=f"{R}/models/{{exp}}/seed{{seed}}/best.pt",
         history=f"{R}/models/{{exp}}/seed{{seed}}/history.csv",
@@ -26,6 +25,7 @@ rule train:
         resume=config["training"]["resume"],
         speed_mode=config["training"]["speed_mode"],
         prior=config["prior"],
+        model_settings=MODEL_SETTINGS,
         pixel_scale=PIXEL_SCALE,
         work=lambda wildcards: f"{model_dir(wildcards.exp, wildcards.seed)}/work",
     script:

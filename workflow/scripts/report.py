@@ -1,4 +1,8 @@
-"""report.md: verdict, Table 1 beside the paper's, tests, figures, learning curves and what was run (rule report)."""
+"""report.md: verdict, Table 1 beside the paper's and the follow-up's, topology-aware baselines, seeds and intervals,
+tests, figures, learning curves, slice ledger, further evaluation sets and what was run (rule report).
+
+Inputs beyond the Table 1 ones are optional: a key the rule does not give (or an empty table) leaves its section
+to say what is missing."""
 
 import os
 
@@ -17,7 +21,7 @@ def main(snakemake) -> None:
         config = snakemake.params.config
         summary = pd.read_csv(snakemake.input.table1)
         stats = pd.read_csv(snakemake.input.stats, keep_default_na=True)
-        stats["note"] = stats["note"].fillna("")
+        stats["note"] = stats["note"].astype(object).where(stats["note"].notna(), "")
         source = _data_source(config, pd.read_csv(snakemake.input.splits), snakemake.params)
         evaluation = config["evaluation"]
         verdict = training_verdict(
@@ -57,8 +61,65 @@ def main(snakemake) -> None:
             ),
             notes=notes,
             curves=pd.read_csv(snakemake.input.curves_csv),
+            postprocess=snakemake.params.postprocess,
+            **_extra_inputs(snakemake),
         )
         write_text_atomic(snakemake.output[0], text)
+
+
+def _optional_table(snakemake, key):
+    """The input ``key`` as a table; None when the rule does not give it or it holds no table."""
+    import pandas as pd
+
+    if key not in snakemake.input.keys():
+        return None
+    try:
+        return pd.read_csv(getattr(snakemake.input, key))
+    except pd.errors.EmptyDataError:
+        return None
+
+
+def _ledger_text(snakemake):
+    """The slice ledger and the models' behaviour on it as Markdown, when the rule gives the ledger."""
+    import pandas as pd
+
+    from tedsnet.reporting.ledger import ledger_markdown
+
+    ledger = _optional_table(snakemake, "ledger")
+    if ledger is None:
+        return None
+
+    behaviour = _optional_table(snakemake, "ledger_behaviour")
+    return ledger_markdown(ledger, pd.DataFrame() if behaviour is None else behaviour)
+
+
+def _evaluation_sets(snakemake):
+    """Set -> (its Table 1, its paired tests or None), for each further evaluation set the rule gives."""
+    from tedsnet.data.evaluation_sets import EVALUATION_SETS
+
+    sets = {}
+    for name in EVALUATION_SETS:
+        summary = _optional_table(snakemake, f"{name}_table1")
+        if summary is None:
+            continue
+        tests = _optional_table(snakemake, f"{name}_stats")
+        if tests is not None and "note" in tests.columns:
+            tests["note"] = tests["note"].astype(object).where(tests["note"].notna(), "")
+        sets[name] = (summary, tests)
+    return sets
+
+
+def _extra_inputs(snakemake) -> dict:
+    """build_report's optional tables (report_extra_inputs in report.smk): the follow-up's numbers, intervals,
+    seed spread, patient-level tests, slice ledger, further evaluation sets."""
+    return {
+        "media2024": _optional_table(snakemake, "media2024"),
+        "intervals": _optional_table(snakemake, "intervals"),
+        "seed_spread": _optional_table(snakemake, "seed_spread"),
+        "patient_tests": _optional_table(snakemake, "patient_tests"),
+        "ledger_text": _ledger_text(snakemake),
+        "evaluation_sets": _evaluation_sets(snakemake),
+    }
 
 
 def _data_source(config, splits, params) -> str:
@@ -104,6 +165,12 @@ def _notes(config, params) -> list[str]:
         f"threshold {training['threshold']}, speed mode {speed_mode}, device {training['device']}, "
         f"per-experiment overrides {training['overrides'] or 'none'}",
     ]
+    own_seeds = {e: o["seeds"] for e, o in training["overrides"].items() if o.get("seeds")}
+    if own_seeds:
+        notes.append(
+            f"Seeds of their own (the others: {', '.join(str(s) for s in training['seeds'])}): "
+            + "; ".join(f"{e} {', '.join(str(s) for s in seeds)}" for e, seeds in own_seeds.items())
+        )
     if config.get("part") == "report":
         notes.append(
             "Built with `part=report` from the per-case CSVs and training logs of the parts already run: "

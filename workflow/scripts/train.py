@@ -15,7 +15,7 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
-        from tedsnet.experiments import with_prior_geometry
+        from tedsnet.experiments import with_model_settings, with_prior_geometry
         from tedsnet.io import remove_stale_temporaries
         from tedsnet.training.checkpoint import ResumeMismatchError
         from tedsnet.training.engine import train
@@ -26,6 +26,7 @@ def main(snakemake) -> None:
         experiment = with_prior_geometry(
             name, prior["radius"], prior["thickness"], pixel_scale=float(snakemake.params.pixel_scale)
         )
+        experiment = with_model_settings(experiment, snakemake.params.model_settings)
         options = dict(snakemake.params.options)
         work = Path(snakemake.params.work)
         resume = bool(snakemake.params.resume)
@@ -52,6 +53,7 @@ def main(snakemake) -> None:
             "patience": options.get("patience"),
             "time_budget_s": options.get("time_budget_s"),
             "speed_mode": snakemake.params.speed_mode,
+            "init_checkpoint": snakemake.input.get("init"),
             "log": log.info,
             "progress": True,
         }
