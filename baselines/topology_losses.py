@@ -18,6 +18,7 @@ foreground is 4-connected and background 8-connected: the connectivities of the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import gudhi
@@ -27,6 +28,7 @@ from monai.losses import SoftclDiceLoss
 from torch import Tensor
 
 from tedsnet.evaluation.metrics import RING_BETTI
+from tedsnet.evaluation.topology import load_topolosses
 from tedsnet.network.losses import soft_dice_loss
 
 __all__ = [
@@ -253,20 +255,21 @@ def betti_matching_loss(pred: Tensor, target: Tensor) -> Tensor:
         If ``topolosses`` is not installed (``pip install topolosses``).
     """
     _check_batch(pred, target, "betti_matching_loss")
-    try:
-        from topolosses.losses import BettiMatchingLoss
-    except ImportError as error:
-        raise ImportError(
-            "betti_matching_loss needs the optional package topolosses; install it with `pip install topolosses`."
-        ) from error
-    loss = BettiMatchingLoss(include_background=True, alpha=1.0, use_base_loss=False)
+    loss = _betti_matching_loss_class()(include_background=True, alpha=1.0, use_base_loss=False)
     return loss(pred, target.to(pred.dtype))
+
+
+@functools.cache
+def _betti_matching_loss_class() -> type:
+    """topolosses' ``BettiMatchingLoss``, without the rest of ``topolosses.losses`` (see
+    :func:`tedsnet.evaluation.topology.load_topolosses`)."""
+    return load_topolosses("betti_matching.src.betti_matching_loss").BettiMatchingLoss
 
 
 def dice_betti_matching_loss(pred: Tensor, target: Tensor, weight: float = BETTI_MATCHING_WEIGHT) -> Tensor:
     """Per-image soft Dice loss + ``weight`` times :func:`betti_matching_loss`.
 
-    Shapes as :func:`betti_matching_loss`; returns a differentiable scalar. Raises ImportError without the optional
-    ``topolosses`` package.
+    Shapes as :func:`betti_matching_loss`; returns a differentiable scalar. Raises ImportError without the package
+    ``topolosses``.
     """
     return soft_dice_loss(pred, target, per_image=True) + weight * betti_matching_loss(pred, target)

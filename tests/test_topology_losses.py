@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -19,6 +21,8 @@ from baselines.topology_losses import (
 from tedsnet.evaluation.metrics import betti_numbers
 from tedsnet.network.losses import soft_dice_loss
 from tedsnet.network.priors import ring_prior
+
+ROOT = Path(__file__).resolve().parents[1]
 
 H, W = 144, 208
 
@@ -170,3 +174,23 @@ def test_betti_matching_is_zero_on_identical_rings_and_positive_with_a_gap():
     assert loss.item() > 0.1
     loss.backward()
     assert pred.grad.abs().sum() > 0
+
+
+def test_betti_matching_loads_no_second_openmp_runtime():
+    """topolosses' topograph extension brings its own OpenMP runtime, which slows torch's CPU training by orders of
+    magnitude in the same process; the Betti matching loss and error load only the Betti matching extension."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, torch\n"
+        "from baselines.topology_losses import betti_matching_loss\n"
+        "from tedsnet.evaluation.topology import betti_matching_error\n"
+        "a = np.zeros((20, 20), bool); a[5:15, 5:15] = True; a[8:12, 8:12] = False\n"
+        "print(betti_matching_error(a, a), float(betti_matching_loss(torch.tensor(a)[None, None].float(),"
+        " torch.tensor(a)[None, None].float())))\n"
+        "print(sorted(m for m in sys.modules if 'topograph' in m))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines() == ["0 0.0", "[]"]

@@ -16,8 +16,12 @@ so that every component of either mask is a finite bar and is matched or counted
 from __future__ import annotations
 
 import functools
+import importlib
+import importlib.util
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 
 import numpy as np
@@ -29,6 +33,7 @@ __all__ = [
     "FILLED_HOLE_FRACTION",
     "TOPOLOGY_ERROR_KINDS",
     "TOPOLOGY_ERROR_SEPARATOR",
+    "load_topolosses",
     "BettiMatchingCounts",
     "betti_distance",
     "betti_error",
@@ -144,17 +149,34 @@ def euler_error(pred, ref, connectivity: int = 4) -> int:
     return abs(euler_characteristic(pred, connectivity) - euler_characteristic(ref, connectivity))
 
 
+def load_topolosses(module: str) -> ModuleType:
+    """A module of ``topolosses.losses`` (e.g. ``"betti_matching.src"``), imported without the package's ``__init__``.
+
+    That ``__init__`` also loads topolosses' topograph extension, which brings a second OpenMP runtime into the
+    process, and torch's CPU training then slows by orders of magnitude; a bare package entry skips it.
+
+    Raises
+    ------
+    ImportError
+        If ``topolosses`` is not installed (the message gives the fix).
+    """
+    spec = importlib.util.find_spec("topolosses")
+    if spec is None or not spec.origin:
+        raise ImportError(
+            "the Betti matching error and loss need the package topolosses; install it with `pip install topolosses` "
+            "(see envs/requirements.txt)."
+        )
+    if "topolosses.losses" not in sys.modules:
+        package = ModuleType("topolosses.losses")
+        package.__path__ = [str(Path(spec.origin).parent / "losses")]
+        sys.modules["topolosses.losses"] = package
+    return importlib.import_module(f"topolosses.losses.{module}")
+
+
 @functools.cache
 def _betti_matching_extension() -> ModuleType:
-    """The Betti-Matching-3D extension of ``topolosses``; ImportError with the fix when it is not installed."""
-    try:
-        from topolosses.losses.betti_matching.src import betti_matching
-    except ImportError as error:
-        raise ImportError(
-            "betti_matching_error needs the Betti-Matching-3D extension bundled with topolosses, which could not "
-            f"be imported ({error}); install it with `pip install topolosses` (see envs/requirements.txt)."
-        ) from error
-    return betti_matching
+    """The Betti-Matching-3D extension that ``topolosses`` bundles."""
+    return load_topolosses("betti_matching.src").betti_matching
 
 
 def _matching_filtration(mask: np.ndarray) -> np.ndarray:
