@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tedsnet.data.slices import SLICE_CLASSES
 from tedsnet.evaluation import metrics, topology
 from tedsnet.network.outputs import FIELD_NAMES
 
@@ -45,7 +46,7 @@ ID_COLUMNS: tuple[str, ...] = ("case_id", "patient_id", "group", "phase", "z", "
 STATUSES: tuple[str, ...] = ("ok", "empty_prediction", "empty_reference", "empty_both", "nonfinite_field")
 #: Columns copied from the test split's table after the metrics, with the value of a split that lacks them: the
 #: protocol's splits hold ring slices only, all of them kept.
-SPLIT_COLUMNS: dict[str, Any] = {"slice_class": "ring", "kept": True}
+SPLIT_COLUMNS: dict[str, Any] = {"slice_class": SLICE_CLASSES[0], "kept": True}
 
 
 @dataclass(frozen=True)
