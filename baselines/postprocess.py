@@ -14,7 +14,7 @@ from scipy import ndimage
 from torch import Tensor
 
 from baselines.unet import UNet
-from tedsnet.network.outputs import SegmentationOutput
+from tedsnet.network.outputs import THRESHOLD, SegmentationOutput
 
 __all__ = [
     "PostProcessedUNet",
@@ -218,7 +218,7 @@ class PostProcessedUNet(UNet):
     (B, 1, H, W) in {0, 1} (the U-Net's dtype and device) and no displacements; no gradient flows through it.
     """
 
-    def __init__(self, *args, threshold: float = 0.3, closing_radius_px: int = 1, **kwargs) -> None:
+    def __init__(self, *args, threshold: float = THRESHOLD, closing_radius_px: int = 1, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"PostProcessedUNet: threshold must be in (0, 1], got {threshold}.")

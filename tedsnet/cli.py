@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from tedsnet import __version__
+from tedsnet.network.outputs import THRESHOLD
 
 __all__ = ["build_parser", "main"]
 
@@ -300,7 +301,9 @@ def build_parser() -> argparse.ArgumentParser:
     segment.add_argument(
         "--csv", help="per-slice table to write: z, status, Betti numbers, topology, %% non-positive det J"
     )
-    segment.add_argument("--threshold", type=float, default=0.3, help="binarisation threshold (default 0.3)")
+    segment.add_argument(
+        "--threshold", type=float, default=THRESHOLD, help=f"binarisation threshold (default {THRESHOLD})"
+    )
     segment.add_argument("--batch-size", type=int, default=5, help="slices per forward pass (default 5)")
     segment.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
     segment.add_argument("--overwrite", action="store_true", help="replace existing output files")

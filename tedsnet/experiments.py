@@ -44,6 +44,7 @@ from torch import Tensor, nn
 
 from tedsnet.network.losses import dice_bce_loss, soft_dice_loss
 from tedsnet.network.model import TEDSNet
+from tedsnet.network.outputs import THRESHOLD
 from tedsnet.network.priors import ring_prior
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "NAME_TOKENS",
     "PLUGIN_MODULE_PATTERN",
     "SEG_LOSSES",
+    "TRAINING_OPTION_KEYS",
     "UNET_OUT_BIAS",
     "Experiment",
     "LazyFactory",
@@ -62,12 +64,24 @@ __all__ = [
     "figure4_sweeps",
     "load_plugins",
     "register",
+    "run_seeds",
+    "run_training_options",
     "scale_length",
     "variant_name",
     "with_model_settings",
     "with_prior_geometry",
     "zero_field_tedsnet",
 ]
+
+#: Keys of a run's ``training`` block that a row's training takes, and that ``training.overrides.<row>`` may set.
+TRAINING_OPTION_KEYS: tuple[str, ...] = (
+    "epochs",
+    "batch_size",
+    "lr",
+    "seg_loss",
+    "patience",
+    "time_budget_s",
+)
 
 #: L_Grad weight of the paper (eq. 2) for TEDS-Net, its ablations with L_Grad, and VoxelMorph.
 BETA = 10_000.0
@@ -723,6 +737,49 @@ def list_experiments() -> list[str]:
 PLUGIN_MODULE_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
 
 
+def run_training_options(name: str, training: Mapping[str, Any]) -> dict[str, Any]:
+    """How one row trains in a run: the run's ``training`` block, then the row's own budget (``epochs`` of the
+    experiment, e.g. ``tedsnet_epochs12``), then the row's ``training.overrides.<name>``, later ones winning.
+
+    Parameters
+    ----------
+    name : str
+        A registry name or variant name (:func:`get_experiment`).
+    training : mapping
+        A run's ``training`` block with every key of :data:`TRAINING_OPTION_KEYS` (schema defaults filled) and
+        optionally ``overrides``.
+
+    Returns
+    -------
+    dict
+        The :data:`TRAINING_OPTION_KEYS` values for this row.
+
+    Examples
+    --------
+    >>> training = {"epochs": 4, "batch_size": 5, "lr": 1e-3, "seg_loss": None, "patience": None,
+    ...             "time_budget_s": None, "overrides": {"unet_topo": {"epochs": 1, "lr": 1e-4}}}
+    >>> run_training_options("tedsnet_epochs12", training)["epochs"], run_training_options("unet_topo", training)["lr"]
+    (12, 0.0001)
+    """
+    options = {key: training[key] for key in TRAINING_OPTION_KEYS}
+    own_epochs = get_experiment(name).epochs
+    if own_epochs is not None:
+        options["epochs"] = own_epochs
+    overrides = (training.get("overrides") or {}).get(name, {})
+    options.update({k: v for k, v in overrides.items() if k in TRAINING_OPTION_KEYS})
+    return options
+
+
+def run_seeds(name: str, training: Mapping[str, Any]) -> list[int]:
+    """The seeds one row trains with in a run: ``training.overrides.<name>.seeds``, else ``training.seeds``.
+
+    >>> run_seeds("unet", {"seeds": [0], "overrides": {"unet": {"seeds": [0, 1, 2]}}})
+    [0, 1, 2]
+    """
+    own = (training.get("overrides") or {}).get(name, {}).get("seeds")
+    return [int(s) for s in (own or training["seeds"])]
+
+
 def figure4_sweeps(figure4: Mapping[str, Any], pixel_scale: float = 1.0) -> dict[str, dict[Any, str]]:
     """The Figure 4 points of a run: ``{"int_steps": {value: experiment}, "prior_radius": {...}}``.
 
@@ -910,55 +967,51 @@ register(
 )
 del _name, _label, _kwargs, _beta
 
+
 # Topology-aware baselines: the U-Net with the usual morphological fix, and U-Nets trained with topology losses.
-register(
-    Experiment(
-        name="unet_post",
-        label="U-Net + post-processing",
-        factory=LazyFactory("baselines.postprocess:PostProcessedUNet"),
-        model_kwargs={"out_bias": UNET_OUT_BIAS, "threshold": 0.3, "closing_radius_px": 1},
-        trains=False,
-        init_from="unet",
-        description=(
-            "The trained paper U-Net, its prediction post-processed: largest 4-connected component, binary "
-            "closing with a disk, every hole but the largest (the cavity) filled. No training."
-        ),
+def _register_unet_variant(name: str, label: str, description: str, **fields: Any) -> None:
+    """Register a row built on the paper U-Net: its factory (unless given) and output bias, plus ``fields``."""
+    extra_kwargs = fields.pop("model_kwargs", {})
+    fields.setdefault("factory", LazyFactory("baselines.unet:UNet"))
+    register(
+        Experiment(
+            name=name,
+            label=label,
+            model_kwargs={"out_bias": UNET_OUT_BIAS, **extra_kwargs},
+            description=description,
+            **fields,
+        )
     )
+
+
+_register_unet_variant(
+    "unet_post",
+    "U-Net + post-processing",
+    "The trained paper U-Net, its prediction post-processed: largest 4-connected component, binary closing with a "
+    "disk, every hole but the largest (the cavity) filled. No training.",
+    factory=LazyFactory("baselines.postprocess:PostProcessedUNet"),
+    model_kwargs={"threshold": THRESHOLD, "closing_radius_px": 1},
+    trains=False,
+    init_from="unet",
 )
-register(
-    Experiment(
-        name="unet_cldice",
-        label="U-Net + clDice",
-        factory=LazyFactory("baselines.unet:UNet"),
-        model_kwargs={"out_bias": UNET_OUT_BIAS},
-        seg_loss="dice_cldice",
-        description="The paper U-Net trained from scratch with per-image soft Dice + soft clDice (Shit et al. 2021).",
-    )
+_register_unet_variant(
+    "unet_cldice",
+    "U-Net + clDice",
+    "The paper U-Net trained from scratch with per-image soft Dice + soft clDice (Shit et al. 2021).",
+    seg_loss="dice_cldice",
 )
-register(
-    Experiment(
-        name="unet_topo",
-        label="U-Net + PH loss (Betti prior)",
-        factory=LazyFactory("baselines.unet:UNet"),
-        model_kwargs={"out_bias": UNET_OUT_BIAS},
-        seg_loss="dice_topology",
-        init_from="unet",
-        description=(
-            "The trained paper U-Net fine-tuned with per-image soft Dice + a persistent-homology loss whose prior "
-            "is the ring's Betti numbers (1, 1) (Clough et al. 2020)."
-        ),
-    )
+_register_unet_variant(
+    "unet_topo",
+    "U-Net + PH loss (Betti prior)",
+    "The trained paper U-Net fine-tuned with per-image soft Dice + a persistent-homology loss whose prior is the "
+    "ring's Betti numbers (1, 1) (Clough et al. 2020).",
+    seg_loss="dice_topology",
+    init_from="unet",
 )
-register(
-    Experiment(
-        name="unet_bettimatch",
-        label="U-Net + Betti matching",
-        factory=LazyFactory("baselines.unet:UNet"),
-        model_kwargs={"out_bias": UNET_OUT_BIAS},
-        seg_loss="dice_betti_matching",
-        description=(
-            "The paper U-Net trained from scratch with per-image soft Dice + 0.5 x the Betti matching loss (Stucki "
-            "et al. 2023; the topolosses package)."
-        ),
-    )
+_register_unet_variant(
+    "unet_bettimatch",
+    "U-Net + Betti matching",
+    "The paper U-Net trained from scratch with per-image soft Dice + 0.5 x the Betti matching loss (Stucki et al. "
+    "2023; the topolosses package).",
+    seg_loss="dice_betti_matching",
 )

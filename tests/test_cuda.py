@@ -324,6 +324,8 @@ def test_the_projection_counts_what_the_paper_workflow_trains(tmp_path):
     assert (protocol.n_train, protocol.n_val, protocol.n_test) == (6000, 1200, 100)  # docs/protocol.md
     assert (protocol.epochs, protocol.batch_size, protocol.lr, protocol.crop) == (200, 5, 1e-4, (144, 208))
     assert protocol.untrained == ("prior", "unet_post") and "tedsnet_steps16" in protocol.models
+    assert protocol.model_epochs["unet_topo"] == 20 and protocol.model_epochs["tedsnet"] == 200  # paper.yaml
+    assert protocol.image_steps == (protocol.runs - 3 + 3 * 20 / 200) * 200 * 6000
     if shutil.which("snakemake") is None:
         pytest.skip("snakemake is not installed")
     (tmp_path / "training").mkdir()  # an empty ACDC root: a dry run reads no data
@@ -334,7 +336,22 @@ def test_the_projection_counts_what_the_paper_workflow_trains(tmp_path):
     )  # fmt: skip
     assert dry.returncode == 0, dry.stderr[-2000:]
     train_jobs = {int(line.split()[1]) for line in dry.stdout.splitlines() if line.startswith("train ")}
-    assert train_jobs == {(len(protocol.models) + len(protocol.untrained)) * len(protocol.seeds)}
+    assert train_jobs == {protocol.runs + len(protocol.untrained) * len(protocol.seeds)}
+
+
+def test_the_projection_gives_each_model_its_own_epochs():
+    """A fine-tune of 20 epochs costs a tenth of a 200-epoch run at the same speed, and counts once per seed."""
+    gpu_check = _gpu_check_module()
+    protocol = gpu_check.paper_protocol()
+    rate = gpu_check.TrainingRate(
+        step_s=0.1, train_images_per_s=50.0, overhead_s_per_val_image=0.001, end_to_end_images_per_s=40.0,
+        epochs=2, images_seen=100, n_train=50, n_val=10, seconds=3.0, peak_cuda_mb=0.0, best_val_dice=0.5,
+    )  # fmt: skip
+    seconds = gpu_check.project(protocol, rate, relative={})
+    assert seconds["unet_topo"] == pytest.approx(seconds["tedsnet"] * 20 / 200)
+    lines = gpu_check.report_projection(protocol, rate, bench_csv=None)
+    total = sum(seconds.values()) * 3
+    assert any(f"{total / 3600:,.1f} h" in line for line in lines if line.startswith("RESULT whole"))
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has CUDA: the check would run")

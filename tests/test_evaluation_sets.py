@@ -8,6 +8,7 @@ always run.
 
 from __future__ import annotations
 
+import doctest
 import json
 import os
 from pathlib import Path
@@ -23,16 +24,10 @@ from tedsnet.data.evaluation_sets import (
     evaluation_set_names,
     prepare_evaluation_sets,
 )
+from tedsnet.data.ledger import LEDGER_COLUMNS, TOTAL_COLUMNS, ledger_totals, scan_ledger
 from tedsnet.data.prepared import PrepareSettings, load_split, prepare_dataset
 from tedsnet.data.slices import SLICE_CLASSES, extract_slices
-from tedsnet.reporting.ledger import (
-    LEDGER_COLUMNS,
-    TOTAL_COLUMNS,
-    ledger_behaviour,
-    ledger_markdown,
-    ledger_totals,
-    scan_ledger,
-)
+from tedsnet.reporting.ledger import ledger_behaviour, ledger_markdown
 
 ACDC_ENV = "TEDSNET_ACDC_ROOT"
 CROP = (96, 128)
@@ -334,3 +329,11 @@ def test_dry_run_has_set_jobs_for_acdc_s_testing_folder(tmp_path):
             assert f"{out}/predictions/{exp}/seed0.{eset}.npz" in result.stdout
             assert f"{out}/{eset}/metrics/{exp}.csv" in result.stdout
     assert f"{out}/ledger_behaviour.csv" in result.stdout
+
+
+def test_the_ledger_docstring_examples_hold():
+    import tedsnet.data.ledger
+    import tedsnet.reporting.ledger
+
+    for module in (tedsnet.data.ledger, tedsnet.reporting.ledger):
+        assert doctest.testmod(module).failed == 0, module.__name__

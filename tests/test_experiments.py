@@ -24,6 +24,8 @@ from tedsnet.experiments import (
     get_experiment,
     list_experiments,
     register,
+    run_seeds,
+    run_training_options,
     scale_length,
     variant_name,
     with_model_settings,
@@ -282,3 +284,20 @@ def test_core_never_imports_baselines_and_baselines_never_import_the_registry():
             "tedsnet.evaluation.topology",  # topolosses imported one way for the metric and the loss
         }
         assert {m for m in imported if m.startswith("tedsnet")} <= allowed, path
+
+
+def test_a_rows_training_takes_its_budget_then_its_overrides():
+    """The run's block, then the budget in the row's name, then training.overrides.<row>, later ones winning."""
+    training = {
+        "epochs": 4, "batch_size": 5, "lr": 1e-3, "seg_loss": None, "patience": None, "time_budget_s": None,
+        "seeds": [0],
+        "overrides": {"unet_topo": {"epochs": 1, "lr": 1e-4}, "tedsnet_epochs12": {"epochs": 2}, "unet": {"seeds": [0, 1, 2]}},
+    }  # fmt: skip
+    assert run_training_options("tedsnet", training)["epochs"] == 4
+    assert run_training_options("unet_epochs12", training)["epochs"] == 12
+    assert run_training_options("tedsnet_epochs12", training)["epochs"] == 2
+    assert {k: run_training_options("unet_topo", training)[k] for k in ("epochs", "lr", "batch_size")} == {
+        "epochs": 1, "lr": 1e-4, "batch_size": 5,
+    }  # fmt: skip
+    assert run_seeds("unet", training) == [0, 1, 2] and run_seeds("tedsnet", training) == [0]
+    assert run_seeds("tedsnet", {"seeds": [3], "overrides": None}) == [3]

@@ -108,6 +108,16 @@ def test_method_never_imports_the_pipeline_around_it():
             assert not outside, f"{name} imports {outside}; the method must not depend on other stages"
 
 
+def test_the_data_layer_never_imports_the_stages_after_it():
+    """Preparing data needs no training, inference or report code, so the stages stack in one direction (the
+    metrics' Betti numbers are shared: the protocol keeps ring slices by them)."""
+    later = ("tedsnet.reporting", "tedsnet.training", "tedsnet.inference", "tedsnet.experiments")
+    for name, targets in import_graph().items():
+        if name.startswith("tedsnet.data"):
+            upward = sorted(t for t in targets if t.startswith(later))
+            assert not upward, f"{name} imports {upward}; move what it needs into tedsnet.data"
+
+
 @pytest.mark.parametrize(
     "pattern, why",
     [

@@ -126,7 +126,12 @@ class PaperProtocol:
     untrained : tuple of str
         Rows evaluated as built (no training cost).
     seeds : tuple of int
+        The run's seeds (``training.seeds``).
     epochs, batch_size : int
+        The run's ``training.epochs`` and batch size.
+    model_epochs, model_seeds : dict
+        Model -> its own epochs and seeds (its budget in the name, e.g. ``_epochs12``, or its
+        ``training.overrides``; :func:`tedsnet.experiments.run_training_options`).
     lr : float
     speed_mode : str
     crop : (H, W)
@@ -148,16 +153,18 @@ class PaperProtocol:
     n_train: int
     n_val: int
     n_test: int
+    model_epochs: dict
+    model_seeds: dict
 
     @property
     def runs(self) -> int:
-        """Training runs: models x seeds."""
-        return len(self.models) * len(self.seeds)
+        """Training runs: each model's seeds, summed."""
+        return sum(len(self.model_seeds[m]) for m in self.models)
 
     @property
     def image_steps(self) -> int:
         """Training images seen by all runs together."""
-        return self.runs * self.epochs * self.n_train
+        return sum(len(self.model_seeds[m]) * self.model_epochs[m] for m in self.models) * self.n_train
 
 
 def _patients_per_split(config: Mapping) -> dict:
@@ -184,7 +191,7 @@ def paper_protocol(config_path: str | os.PathLike = PAPER_CONFIG) -> PaperProtoc
     import yaml
 
     from tedsnet.data.acdc import PHASES
-    from tedsnet.experiments import figure4_sweeps, get_experiment
+    from tedsnet.experiments import figure4_sweeps, get_experiment, run_seeds, run_training_options
 
     config = yaml.safe_load(Path(config_path).read_text())
     with_schema_defaults(config, yaml.safe_load(CONFIG_SCHEMA.read_text()))
@@ -197,8 +204,9 @@ def paper_protocol(config_path: str | os.PathLike = PAPER_CONFIG) -> PaperProtoc
     patients = _patients_per_split(config)
     per_patient = len(PHASES) * int(data["slices_per_scan"])
     n_images = int(data["augment"]["n_images"])
+    models = tuple(n for n in names if trains[n])
     return PaperProtocol(
-        models=tuple(n for n in names if trains[n]),
+        models=models,
         untrained=tuple(n for n in names if not trains[n]),
         seeds=tuple(int(s) for s in training["seeds"]),
         epochs=int(training["epochs"]),
@@ -210,7 +218,19 @@ def paper_protocol(config_path: str | os.PathLike = PAPER_CONFIG) -> PaperProtoc
         n_train=patients["train"] * per_patient * n_images,
         n_val=patients["val"] * per_patient * n_images,
         n_test=patients["test"] * per_patient,
+        model_epochs={m: int(run_training_options(m, training)["epochs"]) for m in models},
+        model_seeds={m: tuple(run_seeds(m, training)) for m in models},
     )
+
+
+def _exceptions(protocol: PaperProtocol) -> str:
+    """The models whose epochs or seeds differ from the run's, as a parenthesis (empty when none do)."""
+    own = [
+        f"{m}: {protocol.model_epochs[m]} epochs, seeds {list(protocol.model_seeds[m])}"
+        for m in protocol.models
+        if protocol.model_epochs[m] != protocol.epochs or protocol.model_seeds[m] != protocol.seeds
+    ]
+    return f" (own budgets: {'; '.join(own)})" if own else ""
 
 
 def describe_protocol(protocol: PaperProtocol) -> list[str]:
@@ -218,7 +238,7 @@ def describe_protocol(protocol: PaperProtocol) -> list[str]:
     return [
         f"models that train ({len(protocol.models)}): {', '.join(protocol.models)}",
         f"not trained: {', '.join(protocol.untrained) or 'none'}",
-        f"seeds {list(protocol.seeds)}: {protocol.runs} training runs of {protocol.epochs} epochs, batch "
+        f"seeds {list(protocol.seeds)}: {protocol.runs} training runs of {protocol.epochs} epochs{_exceptions(protocol)}, batch "
         f"{protocol.batch_size}, lr {protocol.lr:g}, speed mode {protocol.speed_mode}, crop "
         f"{protocol.crop[0]} x {protocol.crop[1]}",
         f"patients {protocol.patients}: {protocol.n_train} training and {protocol.n_val} validation images per "
@@ -347,7 +367,7 @@ def bench_rates(path: str | os.PathLike | None, mode: str) -> dict[str, float]:
 
 
 def project(protocol: PaperProtocol, rate: TrainingRate, relative: Mapping[str, float]) -> dict[str, float]:
-    """Projected seconds of every model's ``epochs`` on this device, one seed.
+    """Projected seconds of every model's own epochs on this device, one seed.
 
     A model's epoch is its training images at the measured TEDS-Net step rate times ``relative`` speed of the
     model's base (1 where the benchmark has no figure: the ablations and sweep points count as TEDS-Net), plus the
@@ -359,7 +379,7 @@ def project(protocol: PaperProtocol, rate: TrainingRate, relative: Mapping[str, 
     for name in protocol.models:
         speed = relative.get(get_experiment(name).base, 1.0)
         epoch = protocol.n_train / rate.train_images_per_s + protocol.n_val * rate.overhead_s_per_val_image
-        seconds[name] = protocol.epochs * epoch / speed
+        seconds[name] = protocol.model_epochs[name] * epoch / speed
     return seconds
 
 
@@ -374,7 +394,7 @@ def report_projection(protocol: PaperProtocol, rate: TrainingRate, bench_csv: st
     relative = {m: r / reference for m, r in rates.items()} if reference else {}
     per_model = project(protocol, rate, relative)
     one_run = per_model.get("tedsnet", next(iter(per_model.values())))
-    total = sum(per_model.values()) * len(protocol.seeds)
+    total = sum(s * len(protocol.model_seeds[m]) for m, s in per_model.items())
     lines = [
         f"RESULT TEDS-Net training ({protocol.speed_mode}, batch {protocol.batch_size}, {protocol.crop[0]} x "
         f"{protocol.crop[1]}): {rate.train_images_per_s:.1f} images/s in the steps, {rate.end_to_end_images_per_s:.1f} "
@@ -383,8 +403,8 @@ def report_projection(protocol: PaperProtocol, rate: TrainingRate, bench_csv: st
         f"RESULT validation and checkpoints: {rate.overhead_s_per_val_image * 1e3:.2f} ms per validation image",
         f"RESULT one TEDS-Net run of the paper protocol ({protocol.epochs} epochs x {protocol.n_train} training + "
         f"{protocol.n_val} validation images): {_hours(one_run)}",
-        f"RESULT whole paper protocol ({len(protocol.models)} models x {len(protocol.seeds)} seeds = {protocol.runs} "
-        f"runs, {protocol.image_steps:,} training images): {_hours(total)} on one such GPU; divide by the GPUs "
+        f"RESULT whole paper protocol ({len(protocol.models)} models, {protocol.runs} runs over their seeds, "
+        f"{protocol.image_steps:,} training images): {_hours(total)} on one such GPU; divide by the GPUs "
         "used at once",
     ]
     if relative:

@@ -15,6 +15,7 @@ Modules (import them directly; this package imports nothing eagerly):
   ``.npz`` per split).
 - :mod:`tedsnet.data.evaluation_sets`: ``prepare_evaluation_sets`` (all slices of the test scans; ACDC's testing
   set) and ``audit_splits`` (no patient in two sets).
+- :mod:`tedsnet.data.ledger`: ``scan_ledger`` (slices of each class per scan, and how many the protocol keeps).
 - :mod:`tedsnet.data.montage`: ``write_montage`` (PNG grid with outlines).
 - :mod:`tedsnet.data.stats`: cohort statistics and the phantom-vs-ACDC comparison table.
 """
@@ -23,6 +24,7 @@ __all__ = [
     "acdc",
     "augment",
     "evaluation_sets",
+    "ledger",
     "montage",
     "phantom",
     "phantom_anatomy",

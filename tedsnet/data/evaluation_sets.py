@@ -7,7 +7,7 @@
   ``root/testing/`` (ACDC's official testing set), when the root has that folder;
 - ``testing_all.npz``: every z of those patients, with ``testing.npz``;
 - ``ledger.csv``: one row per scan of the all-slices sets, the slices of each class and how many the protocol
-  keeps (:func:`tedsnet.reporting.ledger.scan_ledger`);
+  keeps (:func:`tedsnet.data.ledger.scan_ledger`);
 - ``evaluation_sets.json``: the parameters, the counts and the scans with fewer ring slices than the protocol keeps.
 
 Every slice is cropped or padded and normalised exactly like the protocol's (the same function makes both), never
@@ -33,11 +33,11 @@ import numpy as np
 import pandas as pd
 
 from tedsnet.data.acdc import SUBSETS, list_patient_dirs, read_patient
+from tedsnet.data.ledger import scan_ledger
 from tedsnet.data.prepared import REQUIRED_COLUMNS, PreparedSplit, load_split_table, save_split
 from tedsnet.data.slices import CROP, ClassifiedSlice, extract_all_slices
 from tedsnet.data.splits import SPLITS, read_splits
 from tedsnet.io import write_csv_atomic, write_text_atomic
-from tedsnet.reporting.ledger import scan_ledger
 
 __all__ = [
     "ALL_SLICES_SETS",

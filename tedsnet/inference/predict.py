@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from tedsnet.device import resolve_device
 from tedsnet.io import atomic_path
-from tedsnet.network.outputs import FIELD_NAMES
+from tedsnet.network.outputs import FIELD_NAMES, THRESHOLD
 
 __all__ = [
     "Predictions",
@@ -88,7 +88,7 @@ def predict(
     prior: np.ndarray | Tensor,
     batch_size: int = 5,
     device: str | torch.device = "auto",
-    threshold: float = 0.3,
+    threshold: float = THRESHOLD,
     *,
     case_id: Sequence[str] | None = None,
     keep_fields: bool = True,

@@ -20,7 +20,7 @@ from tedsnet.data.slices import CLIP_PERCENTILES, crop_window, normalise_intensi
 from tedsnet.evaluation.metrics import RING_BETTI, betti_numbers, nonpositive_jacobian_percent
 from tedsnet.experiments import Experiment
 from tedsnet.inference.predict import binarise, predict
-from tedsnet.network.outputs import FIELD_NAMES
+from tedsnet.network.outputs import FIELD_NAMES, THRESHOLD
 
 __all__ = [
     "SLICE_COLUMNS",
@@ -198,7 +198,7 @@ def segment_volume(
     volume: np.ndarray,
     *,
     image_size: tuple[int, int] = (144, 208),
-    threshold: float = 0.3,
+    threshold: float = THRESHOLD,
     batch_size: int = 5,
     device: str | torch.device = "auto",
 ) -> VolumeSegmentation:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from torch import Tensor
+if TYPE_CHECKING:  # annotations only, so the CLI can read THRESHOLD without loading torch
+    from torch import Tensor
 
+#: Soft foreground probability at or above which a pixel is foreground (the paper code's binarisation).
+THRESHOLD: float = 0.3
 #: The displacement fields a model may return, in the order they sample the prior.
 FIELD_NAMES: tuple[str, str] = ("bulk", "ft")
 

@@ -9,7 +9,7 @@ Modules (each imports only the ones above it in this list; none imports another 
   patient-level t-tests, Wilcoxon).
 - :mod:`tedsnet.reporting.intervals`: patient-level bootstrap intervals (ED, ES, per seed and over seeds), the
   seeds' spread, paired tests over patients.
-- :mod:`tedsnet.reporting.ledger`: the slice ledger (slice classes per scan; each model's behaviour per class).
+- :mod:`tedsnet.reporting.ledger`: each model's behaviour per slice class and the ledger's report section.
 - :mod:`tedsnet.reporting.figure4`: Figure 4, integration layers and prior radius against the metrics.
 - :mod:`tedsnet.reporting.figure3`: test cases where a U-Net's topology is wrong, with each model's contour.
 - :mod:`tedsnet.reporting.curves`: learning curves from the training histories.

@@ -1,40 +1,31 @@
 """The slice ledger: what every slice of the evaluated scans is, what the protocol keeps, and how each model does
 on each kind of slice.
 
-- :func:`scan_ledger`: per scan (set, patient, phase) the number of z-slices of each class
-  (:data:`~tedsnet.data.slices.SLICE_CLASSES`) and how many the protocol keeps, with totals per set
-  (:func:`ledger_totals`).
+The slices of each class per scan and how many the protocol keeps are counted in the data layer
+(:func:`tedsnet.data.ledger.scan_ledger`); this module reports on them:
+
 - :func:`ledger_behaviour`: per model and slice class, from the per-case metrics of the all-slices sets: Dice, how
   often the prediction's topology matches the reference's, how often it is one ring, and on slices without
   myocardium how often and how much the model predicts.
-- :func:`ledger_markdown`: both as a report section.
+- :func:`ledger_markdown`: the totals per set and the behaviour as a report section.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
+from tedsnet.data.ledger import TOTAL_COLUMNS, check_slice_classes, ledger_totals, require_columns
 from tedsnet.data.slices import SLICE_CLASSES
 
 __all__ = [
     "BEHAVIOUR_COLUMNS",
-    "LEDGER_COLUMNS",
-    "TOTAL_COLUMNS",
-    "SliceLedger",
     "ledger_behaviour",
     "ledger_markdown",
-    "ledger_totals",
-    "scan_ledger",
 ]
 
-#: Columns of the per-scan ledger, in order.
-LEDGER_COLUMNS: tuple[str, ...] = ("set", "patient_id", "group", "phase", "n_slices", *SLICE_CLASSES, "kept")
-#: Columns of the totals per set, in order.
-TOTAL_COLUMNS: tuple[str, ...] = ("set", "n_patients", "n_scans", "n_slices", *SLICE_CLASSES, "kept")
 #: Columns of :func:`ledger_behaviour` after the grouping columns, in order.
 BEHAVIOUR_COLUMNS: tuple[str, ...] = (
     "n_seeds",
@@ -47,7 +38,6 @@ BEHAVIOUR_COLUMNS: tuple[str, ...] = (
     "pred_pixels_mean",
     "pred_pixels_median",
 )
-_SLICE_TABLE = ("set", "patient_id", "group", "phase", "slice_class", "kept")
 _METRICS = (
     "experiment",
     "seed",
@@ -61,89 +51,6 @@ _METRICS = (
 _EMPTY_CLASS = "no_myocardium"
 #: Slice class -> its name in the report's tables.
 _CLASS_NAMES = {c: c.replace("non_ring_", "non-ring ").replace("_", " ") for c in SLICE_CLASSES}
-
-
-class SliceLedger(NamedTuple):
-    """:func:`scan_ledger`: ``scans`` one row per scan (:data:`LEDGER_COLUMNS`), ``totals`` one row per set
-    (:data:`TOTAL_COLUMNS`)."""
-
-    scans: pd.DataFrame
-    totals: pd.DataFrame
-
-
-def _require(table: pd.DataFrame, columns: Sequence[str], what: str, hint: str) -> None:
-    """ValueError naming the columns of ``columns`` that ``table`` lacks."""
-    missing = [c for c in columns if c not in table.columns]
-    if missing:
-        raise ValueError(
-            f"{what}: missing column(s) {missing}; {hint} (columns given: {list(table.columns)})"
-        )
-
-
-def _check_classes(values: pd.Series, what: str) -> None:
-    """ValueError when a slice class is not one of :data:`SLICE_CLASSES`."""
-    unknown = sorted(set(values.astype(str)) - set(SLICE_CLASSES))
-    if unknown:
-        raise ValueError(
-            f"{what}: unknown slice_class value(s) {unknown}; expected {list(SLICE_CLASSES)} "
-            "(tedsnet.data.slices.classify_slices)"
-        )
-
-
-def scan_ledger(split_table: pd.DataFrame) -> SliceLedger:
-    """Slices of each class per scan, and how many the protocol keeps.
-
-    Parameters
-    ----------
-    split_table : pandas.DataFrame
-        One row per z-slice (an all-slices set's table, :mod:`tedsnet.data.evaluation_sets`) with columns set,
-        patient_id, group, phase, slice_class (one of :data:`~tedsnet.data.slices.SLICE_CLASSES`) and kept
-        (bool).
-
-    Returns
-    -------
-    SliceLedger
-        ``scans``: one row per (set, patient_id, phase), in order of first appearance, with n_slices, the count of
-        each class and kept; ``totals``: :func:`ledger_totals` of it.
-
-    Raises
-    ------
-    ValueError
-        If a column is missing or a slice class is unknown.
-
-    Examples
-    --------
-    >>> table = pd.DataFrame({"set": "test_all", "patient_id": "patient001", "group": "NOR", "phase": "ED",
-    ...                       "slice_class": ["no_myocardium", "ring", "ring"], "kept": [False, True, False]})
-    >>> scan_ledger(table).scans[["n_slices", "ring", "no_myocardium", "kept"]].values.tolist()
-    [[3, 2, 1, 1]]
-    """
-    _require(split_table, _SLICE_TABLE, "scan_ledger", "pass an all-slices set's table")
-    _check_classes(split_table["slice_class"], "scan_ledger")
-    keys = ["set", "patient_id", "group", "phase"]
-    frame = split_table[list(_SLICE_TABLE)].astype({k: str for k in keys})
-    grouped = frame.groupby(keys, sort=False)
-    counts = grouped["slice_class"].value_counts().unstack(fill_value=0)
-    counts = counts.reindex(columns=list(SLICE_CLASSES), fill_value=0).astype(np.int64)
-    scans = grouped.size().rename("n_slices").to_frame()
-    scans = scans.join(counts).join(grouped["kept"].sum().astype(np.int64))
-    scans = scans.reset_index()[list(LEDGER_COLUMNS)]
-    return SliceLedger(scans=scans, totals=ledger_totals(scans))
-
-
-def ledger_totals(scans: pd.DataFrame) -> pd.DataFrame:
-    """Totals per set of a per-scan ledger (:data:`LEDGER_COLUMNS`, e.g. a ``ledger.csv``).
-
-    Returns one row per set, in order of first appearance, with :data:`TOTAL_COLUMNS`: patients, scans, slices,
-    each class and kept. Raises ValueError if a column is missing.
-    """
-    _require(scans, LEDGER_COLUMNS, "ledger_totals", "pass scan_ledger(...).scans or a ledger.csv")
-    counted = ["n_slices", *SLICE_CLASSES, "kept"]
-    grouped = scans.groupby("set", sort=False)
-    totals = grouped[counted].sum().astype(np.int64)
-    totals.insert(0, "n_scans", grouped.size())
-    totals.insert(0, "n_patients", grouped["patient_id"].nunique())
-    return totals.reset_index()[list(TOTAL_COLUMNS)]
 
 
 def _as_bool(values: pd.Series) -> pd.Series:
@@ -216,13 +123,13 @@ def ledger_behaviour(
         raise ValueError(
             f"ledger_behaviour: by must include 'slice_class', got {by}; e.g. ('experiment', 'slice_class')"
         )
-    _require(
+    require_columns(
         metrics,
         list(dict.fromkeys([*_METRICS, *by])),
         "ledger_behaviour",
         "pass the per-case metrics of an all-slices set with its slice_class and kept columns",
     )
-    _check_classes(metrics["slice_class"], "ledger_behaviour")
+    check_slice_classes(metrics["slice_class"], "ledger_behaviour")
     frame = metrics.copy()
     for column in ("kept", "correct_topology", "topology_matches_reference"):
         frame[column] = _as_bool(frame[column])
@@ -301,7 +208,8 @@ def ledger_markdown(scans: pd.DataFrame, behaviour: pd.DataFrame, reference: str
     Parameters
     ----------
     scans : pandas.DataFrame
-        The per-scan ledger (:data:`LEDGER_COLUMNS`; ``scan_ledger(...).scans`` or a ``ledger.csv``).
+        The per-scan ledger (:data:`~tedsnet.data.ledger.LEDGER_COLUMNS`; ``scan_ledger(...).scans`` or a
+        ``ledger.csv``).
     behaviour : pandas.DataFrame
         :func:`ledger_behaviour` (grouped by experiment and slice_class, optionally set); may be empty.
     reference : str

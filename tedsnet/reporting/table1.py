@@ -26,6 +26,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from tedsnet.evaluation.topology import TOPOLOGY_ERROR_SEPARATOR
 from tedsnet.io import write_csv_atomic, write_text_atomic
 from tedsnet.reporting.labels import TABLE1_LABELS, experiment_labels
 
@@ -136,7 +137,7 @@ def topology_kind_counts(metrics: pd.DataFrame) -> dict[str, int] | None:
     ----------
     metrics : DataFrame
         One experiment's per-case rows with ``correct_topology`` and optionally ``topology_error`` (kinds joined
-        by ``"+"``, empty for a correct topology).
+        by :data:`~tedsnet.evaluation.topology.TOPOLOGY_ERROR_SEPARATOR`, empty for a correct topology).
 
     Returns
     -------
@@ -159,8 +160,9 @@ def topology_kind_counts(metrics: pd.DataFrame) -> dict[str, int] | None:
     stated = stated[stated != ""]
     if len(wrong) and not len(stated):
         return None
-    kinds = sorted({k for text in stated for k in text.split("+") if k})
-    return {WRONG_TOPOLOGY_PREFIX + k: int(stated.map(lambda t, k=k: k in t.split("+")).sum()) for k in kinds}
+    per_case = [set(text.split(TOPOLOGY_ERROR_SEPARATOR)) - {""} for text in stated]
+    kinds = sorted(set().union(*per_case))
+    return {WRONG_TOPOLOGY_PREFIX + k: sum(k in case for case in per_case) for k in kinds}
 
 
 def _reference_mismatch(sub: pd.DataFrame) -> float:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tedsnet.network.outputs import THRESHOLD
 from tedsnet.speed.modes import SPEED_MODES
 
 #: Plain-text description for ``--help``.
@@ -55,7 +56,7 @@ def run_one(
     epochs: int,
     lr: float,
     threads: int,
-    threshold: float = 0.3,
+    threshold: float = THRESHOLD,
 ) -> dict:
     """Train (or resume), predict and evaluate one run; return its summary row.
 

@@ -45,7 +45,7 @@ from tedsnet.device import resolve_device
 from tedsnet.experiments import SEG_LOSSES, Experiment, get_experiment
 from tedsnet.io import atomic_path, remove_stale_temporaries
 from tedsnet.network.losses import grad_loss
-from tedsnet.network.outputs import SegmentationOutput
+from tedsnet.network.outputs import THRESHOLD, SegmentationOutput
 from tedsnet.speed.auto import REQUESTABLE_SPEED_MODES, resolve_speed_mode
 from tedsnet.speed.modes import apply_speed_mode
 from tedsnet.training.checkpoint import (
@@ -885,7 +885,7 @@ def train(
     lr: float = 1e-4,
     seed: int = 0,
     device: str | torch.device = "auto",
-    threshold: float = 0.3,
+    threshold: float = THRESHOLD,
     seg_loss: str | None = None,
     num_threads: int | None = None,
     progress: bool = True,

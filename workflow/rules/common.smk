@@ -10,7 +10,13 @@ import yaml
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
-from tedsnet.experiments import figure4_sweeps, get_experiment, load_plugins
+from tedsnet.experiments import (
+    figure4_sweeps,
+    get_experiment,
+    load_plugins,
+    run_seeds,
+    run_training_options,
+)
 
 ACDC_ENV = "TEDSNET_ACDC_ROOT"
 CONDA_ENV = "../../envs/tedsnet.yaml"
@@ -160,7 +166,6 @@ DATA_PARAMS = {
     for k, v in config["data"].items()
     if k != "phantom" or config["data"]["source"] == "phantom"
 }
-TRAIN_KEYS = ("epochs", "batch_size", "lr", "seg_loss", "patience", "time_budget_s")
 SEEDS = [int(s) for s in config["training"]["seeds"]]
 # The settings of models that take them: the post-processing's parameters, at the run's threshold.
 MODEL_SETTINGS = {**config["postprocess"], "threshold": config["training"]["threshold"]}
@@ -296,21 +301,13 @@ wildcard_constraints:
 
 
 def train_options(exp):
-    """Training options of one experiment: the `training` block, the experiment's own budget (`tedsnet_epochs12`)
-    and its per-experiment overrides, in that order."""
-    options = {key: config["training"][key] for key in TRAIN_KEYS}
-    own_epochs = get_experiment(exp).epochs
-    if own_epochs is not None:
-        options["epochs"] = own_epochs
-    overrides = config["training"]["overrides"].get(exp, {})
-    options.update({k: v for k, v in overrides.items() if k in TRAIN_KEYS})
-    return options
+    """Training options of one experiment: the `training` block, its own budget, then its overrides."""
+    return run_training_options(exp, config["training"])
 
 
 def seeds_of(exp):
     """The seeds an experiment is trained with: its override `seeds`, else `training.seeds`."""
-    own = config["training"]["overrides"].get(exp, {}).get("seeds")
-    return [int(s) for s in own] if own else SEEDS
+    return run_seeds(exp, config["training"])
 
 
 def train_inputs(wildcards):

@@ -12,8 +12,9 @@ def main(snakemake) -> None:
     with logged(snakemake) as log:
         import pandas as pd
 
+        from tedsnet.data.ledger import ledger_totals
         from tedsnet.io import write_csv_atomic
-        from tedsnet.reporting.ledger import ledger_behaviour, ledger_totals
+        from tedsnet.reporting.ledger import ledger_behaviour
 
         scans = pd.read_csv(snakemake.input.data, dtype={"set": str, "patient_id": str, "group": str})
         log.info("slices per set:\n%s", ledger_totals(scans).to_string(index=False))

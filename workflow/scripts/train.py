@@ -54,10 +54,9 @@ def main(snakemake) -> None:
             "time_budget_s": options.get("time_budget_s"),
             "speed_mode": snakemake.params.speed_mode,
             "init_checkpoint": snakemake.input.get("init"),
-            "log": log.info,
-            "progress": True,
         }
         log.info("experiment %s (%s), seed %d, options %s", experiment.name, experiment.label, seed, kwargs)
+        kwargs.update(log=log.info, progress=True)
         try:
             result = train(
                 experiment, snakemake.input.train, snakemake.input.val, work, resume=resume, **kwargs
