@@ -10,6 +10,7 @@ from tedsnet.reporting.answers import (
     answer_budget12,
     answer_postprocess,
     answer_questions,
+    answer_topology_across_seeds,
     answer_topology_baselines,
     budget_table,
     jacobian_pattern,
@@ -168,3 +169,38 @@ def test_budget_answer_only_for_pairs_run_with_a_paper_row(paper):
     assert "U-Net" not in text
     assert answer_budget12(summary[summary["experiment"] != "tedsnet_epochs12"], paper) == ""
     assert answer_budget12(summary, None) == ""
+    intervals = pd.DataFrame(
+        [_interval("tedsnet", "mean", "dice", 0.70, 0.62, 0.77), _interval("tedsnet", "0", "dice", 0.7, 0.6, 0.8),
+         _interval("tedsnet_epochs12", "mean", "dice", 0.90, 0.85, 0.93)]
+    )  # fmt: skip
+    with_ci = answer_budget12(summary, paper, {"tedsnet": 4, "tedsnet_epochs12": 12}, intervals)
+    assert "TEDS-Net: Dice 0.700 [0.620, 0.770] → 0.900 [0.850, 0.930] (4 → 12 epochs)" in with_ci
+
+
+def _interval(experiment, seed, metric, mean, low, high, phase="both"):
+    return {"experiment": experiment, "seed": seed, "phase": phase, "metric": metric, "mean": mean,
+            "ci_low": low, "ci_high": high, "n_patients": 10}  # fmt: skip
+
+
+def test_the_topology_difference_is_told_seed_by_seed_with_intervals():
+    rows = [
+        _interval("unet", "0", "incorrect_topology", 0.06, 0.0, 0.15),
+        _interval("unet", "1", "incorrect_topology", 0.10, 0.04, 0.20),
+        _interval("unet", "2", "incorrect_topology", 0.0, 0.0, 0.0),
+        _interval("unet", "mean", "incorrect_topology", 0.053, 0.02, 0.1),
+        _interval("unet", "1", "incorrect_topology", 0.5, 0.4, 0.6, phase="ED"),  # not both phases: not read
+        _interval("tedsnet", "0", "incorrect_topology", 0.0, 0.0, 0.0),
+        _interval("tedsnet", "1", "incorrect_topology", 0.0, 0.0, 0.0),
+        _interval("tedsnet", "mean", "incorrect_topology", 0.0, 0.0, 0.0),
+        _interval("unet_epochs12", "0", "incorrect_topology", 0.03, 0.0, 0.08),
+    ]
+    text = answer_topology_across_seeds(pd.DataFrame(rows))
+    assert "**Does the topology difference hold across seeds?**" in text
+    assert (
+        "U-Net (paper) vs TEDS-Net: seed 0 6 % [0, 15] vs 0 % [0, 0]; seed 1 10 % [4, 20] vs 0 % [0, 0]. "
+        "Higher for U-Net (paper) in 2 of 2 seeds; its interval lies above TEDS-Net's in 1 of 2"
+    ) in text
+    assert "seed 2" not in text and "epochs" not in text  # no TEDS-Net seed 2, no 12-epoch TEDS-Net
+    assert answer_topology_across_seeds(pd.DataFrame(rows[:4])) == ""
+    assert answer_topology_across_seeds(None) == ""
+    assert answer_topology_across_seeds(pd.DataFrame(rows).drop(columns="ci_low")) == ""

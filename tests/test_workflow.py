@@ -168,7 +168,15 @@ def test_a_part_runs_only_its_models(workdir, acdc_stub):
         in unknown.stdout + unknown.stderr
     )
 
-    # part topology starts from part main's and part seeds' U-Nets: with them there, it trains only its own rows
+    # part topology starts from part main's and part seeds' U-Nets: without them it says which part to run first
+    early = snakemake(workdir, *args, "part=topology", env=env)
+    assert early.returncode != 0
+    assert (
+        "part 'topology': unet_post starts from unet's trained checkpoint of the same seed, and "
+        "results/acdc_cpu/models/unet/seed0/best.pt, results/acdc_cpu/models/unet/seed1/best.pt, "
+        "results/acdc_cpu/models/unet/seed2/best.pt are not there yet; run part=main or part=seeds first"
+    ) in early.stdout + early.stderr
+    # with them there, it trains only its own rows
     for seed in (0, 1, 2):
         done = workdir / f"results/acdc_cpu/models/unet/seed{seed}/best.pt"
         done.parent.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tedsnet.experiments import EXPERIMENTS
+from tedsnet.reporting.intervals import SEED_MEAN
 from tedsnet.reporting.labels import row_label, summary_labels
 from tedsnet.reporting.paper import DIFFEOMORPHIC_ROWS, FOLDING_ROWS, PAPER_EPOCHS, paper_rows
 from tedsnet.reporting.table1 import markdown_table
@@ -31,6 +32,7 @@ __all__ = [
     "answer_budget12",
     "answer_postprocess",
     "answer_questions",
+    "answer_topology_across_seeds",
     "answer_topology_baselines",
     "budget_table",
     "jacobian_pattern",
@@ -45,6 +47,9 @@ TOPOLOGY_BASELINES: tuple[str, ...] = ("unet_post", "unet_cldice", "unet_topo", 
 
 #: A row -> the same row trained for 12 epochs.
 BUDGET_VARIANTS: dict[str, str] = {"tedsnet": "tedsnet_epochs12", "unet": "unet_epochs12"}
+
+#: (U-Net row, TEDS-Net row of the same budget) whose incorrect-topology rates are compared seed by seed.
+SEED_PAIRS: tuple[tuple[str, str], ...] = (("unet", "tedsnet"), ("unet_epochs12", "tedsnet_epochs12"))
 
 
 def _by_experiment(summary: pd.DataFrame) -> dict[str, pd.Series]:
@@ -491,16 +496,44 @@ def answer_postprocess(
     )
 
 
+def _interval_cell(
+    intervals: pd.DataFrame | None, experiment: str, seed: str, metric: str
+) -> pd.Series | None:
+    """The both-phases bootstrap row of one experiment, seed (or ``"mean"``) and metric; None when absent."""
+    if intervals is None or not len(intervals):
+        return None
+    hit = intervals[
+        (intervals["experiment"].astype(str) == experiment)
+        & (intervals["seed"].astype(str) == seed)
+        & (intervals["phase"].astype(str) == "both")
+        & (intervals["metric"].astype(str) == metric)
+    ]
+    return None if hit.empty else hit.iloc[0]
+
+
+def _bracket(cell: pd.Series | None, scale: float = 1.0, decimals: int = 3) -> str:
+    """`` [low, high]`` of a bootstrap row, scaled; empty without one."""
+    if cell is None or not np.isfinite(float(cell["ci_low"])):
+        return ""
+    return f" [{float(cell['ci_low']) * scale:.{decimals}f}, {float(cell['ci_high']) * scale:.{decimals}f}]"
+
+
 def _budget_sentence(
-    base: pd.Series, variant: pd.Series, paper_dice: float, epochs: Mapping[str, float]
+    base: pd.Series,
+    variant: pd.Series,
+    paper_dice: float,
+    epochs: Mapping[str, float],
+    intervals: pd.DataFrame | None = None,
 ) -> str:
-    """How much of one row's Dice gap to the paper its 12-epoch variant closes."""
+    """How much of one row's Dice gap to the paper its 12-epoch variant closes, with patient intervals if given."""
     e, v = str(base["experiment"]), str(variant["experiment"])
     span = ""
     if e in epochs and v in epochs:
         span = f" ({epochs[e]:g} → {epochs[v]:g} epochs)"
     dice, longer = float(base["dice_mean"]), float(variant["dice_mean"])
-    head = f"{row_label(e)}: Dice {dice:.3f} → {longer:.3f}{span}, paper {paper_dice:.2f}"
+    ci_base = _bracket(_interval_cell(intervals, e, SEED_MEAN, "dice"))
+    ci_longer = _bracket(_interval_cell(intervals, v, SEED_MEAN, "dice"))
+    head = f"{row_label(e)}: Dice {dice:.3f}{ci_base} → {longer:.3f}{ci_longer}{span}, paper {paper_dice:.2f}"
     gap = paper_dice - dice
     if gap <= 0:
         return head + ": already at or above the paper's Dice with the shorter budget"
@@ -510,7 +543,10 @@ def _budget_sentence(
 
 
 def answer_budget12(
-    summary: pd.DataFrame, paper: pd.DataFrame | None, epochs: Mapping[str, float] | None = None
+    summary: pd.DataFrame,
+    paper: pd.DataFrame | None,
+    epochs: Mapping[str, float] | None = None,
+    intervals: pd.DataFrame | None = None,
 ) -> str:
     """How much of the Dice gap to the paper closes with the 12-epoch budget?
 
@@ -522,6 +558,9 @@ def answer_budget12(
         The paper's Table 1 (its Dice per row).
     epochs : mapping, optional
         Experiment -> epochs trained (mean over seeds), stated when known.
+    intervals : DataFrame, optional
+        Patient-bootstrap intervals (:func:`tedsnet.reporting.intervals.bootstrap_intervals`); each Dice is then
+        followed by its 95 % interval (mean over seeds, both phases).
 
     Returns
     -------
@@ -531,7 +570,7 @@ def answer_budget12(
     """
     ours, theirs = _by_experiment(summary), paper_rows(paper)
     parts = [
-        _budget_sentence(ours[base], ours[variant], float(theirs[base]["dice_mean"]), epochs or {})
+        _budget_sentence(ours[base], ours[variant], float(theirs[base]["dice_mean"]), epochs or {}, intervals)
         for base, variant in BUDGET_VARIANTS.items()
         if base in ours and variant in ours and base in theirs
     ]
@@ -541,4 +580,76 @@ def answer_budget12(
         "\n**How much of the Dice gap to the paper closes with the 12-epoch budget?** "
         + "; ".join(parts)
         + ".\n"
+    )
+
+
+def _lacks_columns(intervals: pd.DataFrame) -> bool:
+    """True when a bootstrap table lacks a column the seed-by-seed answer reads."""
+    needed = ("experiment", "seed", "phase", "metric", "mean", "ci_low", "ci_high")
+    return any(c not in intervals.columns for c in needed)
+
+
+def _pair_over_seeds(intervals: pd.DataFrame, unet: str, teds: str) -> str:
+    """One pair's incorrect-topology rates seed by seed, and in how many seeds the U-Net's is higher and apart."""
+
+    def seeds(experiment: str) -> set[str]:
+        return set(intervals.loc[intervals["experiment"].astype(str) == experiment, "seed"].astype(str))
+
+    common = sorted((seeds(unet) & seeds(teds)) - {SEED_MEAN}, key=lambda s: (len(s), s))
+    higher = apart = 0
+    parts = []
+    for seed in common:
+        u = _interval_cell(intervals, unet, seed, "incorrect_topology")
+        t = _interval_cell(intervals, teds, seed, "incorrect_topology")
+        if u is None or t is None:
+            continue
+        higher += float(u["mean"]) > float(t["mean"])
+        apart += float(u["ci_low"]) > float(t["ci_high"])
+        parts.append(
+            f"seed {seed} {100 * float(u['mean']):.0f} %{_bracket(u, 100, 0)} vs "
+            f"{100 * float(t['mean']):.0f} %{_bracket(t, 100, 0)}"
+        )
+    if not parts:
+        return ""
+    return (
+        f"{row_label(unet)} vs {row_label(teds)}: {'; '.join(parts)}. Higher for {row_label(unet)} in {higher} of "
+        f"{len(parts)} seeds; its interval lies above {row_label(teds)}'s in {apart} of {len(parts)}"
+    )
+
+
+def answer_topology_across_seeds(intervals: pd.DataFrame | None) -> str:
+    """Does the topology difference between the U-Net and TEDS-Net hold across seeds?
+
+    Parameters
+    ----------
+    intervals : DataFrame or None
+        Patient-bootstrap intervals with columns experiment, seed, phase, metric, mean, ci_low, ci_high
+        (:func:`tedsnet.reporting.intervals.bootstrap_intervals`).
+
+    Returns
+    -------
+    str
+        One bold question and, for each pair of :data:`SEED_PAIRS` with a seed in common, each seed's share of
+        test cases with incorrect topology (both phases) and its 95 % patient interval, with the number of seeds
+        in which the U-Net's share is higher and in which its interval lies wholly above TEDS-Net's; "" when no
+        pair shares a seed.
+
+    Examples
+    --------
+    >>> rows = [(e, s, "both", "incorrect_topology", m, lo, hi) for e, s, m, lo, hi in [
+    ...     ("unet", "0", 0.06, 0.0, 0.15), ("unet", "1", 0.1, 0.04, 0.2),
+    ...     ("tedsnet", "0", 0.0, 0.0, 0.0), ("tedsnet", "1", 0.0, 0.0, 0.0)]]
+    >>> frame = pd.DataFrame(rows, columns=["experiment", "seed", "phase", "metric", "mean", "ci_low", "ci_high"])
+    >>> "Higher for U-Net (paper) in 2 of 2 seeds; its interval lies above TEDS-Net's in 1 of 2" in (
+    ...     answer_topology_across_seeds(frame))
+    True
+    """
+    if intervals is None or _lacks_columns(intervals):
+        return ""
+    parts = [text for u, t in SEED_PAIRS if (text := _pair_over_seeds(intervals, u, t))]
+    if not parts:
+        return ""
+    return (
+        "\n**Does the topology difference hold across seeds?** Share of test cases with incorrect topology, both "
+        "phases, with its 95 % patient interval. " + ". ".join(parts) + ".\n"
     )

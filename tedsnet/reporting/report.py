@@ -27,6 +27,7 @@ from tedsnet.reporting.answers import (
     answer_budget12,
     answer_postprocess,
     answer_questions,
+    answer_topology_across_seeds,
     answer_topology_baselines,
     patient_test_text,
 )
@@ -538,10 +539,15 @@ def _seeds_section(
         out.append("No seed spread in this build (seed_spread.csv missing or incomplete).\n")
     else:
         out.append(_spread_table(spread, summary))
+    across = answer_topology_across_seeds(None if _lacks(intervals, _INTERVAL_NEEDS) else intervals)
+    if across:
+        out.append(across)
     epochs = (
         minutes_per_epoch(curves).set_index("experiment")["epochs"].to_dict() if curves is not None else {}
     )
-    budget = answer_budget12(summary, paper, epochs)
+    budget = answer_budget12(
+        summary, paper, epochs, None if _lacks(intervals, _INTERVAL_NEEDS) else intervals
+    )
     if budget:
         out.append(budget)
     elif not any(v in labels for v in BUDGET_VARIANTS.values()):

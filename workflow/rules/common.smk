@@ -324,6 +324,31 @@ def model_dir(exp, seed):
     return f"{R}/models/{exp}/seed{seed}"
 
 
+def _check_starting_checkpoints():
+    """A part whose row starts from another row's checkpoint (`init_from`) needs those checkpoints made first;
+    say which part makes them instead of Snakemake's missing-input error."""
+    for exp in ACTIVE if PART is not None else []:
+        source = get_experiment(exp).init_from
+        if source is None or source in ACTIVE:
+            continue
+        missing = [
+            f"{model_dir(source, s)}/best.pt"
+            for s in seeds_of(exp)
+            if not os.path.exists(f"{model_dir(source, s)}/best.pt")
+        ]
+        if missing:
+            makers = [p for p, models in config["parts"].items() if source in models]
+            raise WorkflowError(
+                f"part {PART!r}: {exp} starts from {source}'s trained checkpoint of the same seed, and "
+                f"{', '.join(missing)} are not there yet; run part="
+                f"{' or part='.join(makers) or '(none lists ' + source + ')'} first, or the whole workflow "
+                "without part."
+            )
+
+
+_check_starting_checkpoints()
+
+
 def checkpoint_files(exp):
     return [f"{model_dir(exp, seed)}/best.pt" for seed in seeds_of(exp)]
 
