@@ -236,6 +236,21 @@ def test_part_report_builds_the_tables_from_the_parts_already_run(tmp_path):
         "results/acdc_cpu/metrics/tedsnet_radius10.csv",
     ]
 
+    # a committed ledger is read as it is: without prepared data nothing is prepared (not even a phantom cohort)
+    (out / "ledger.csv").write_text("set\n")
+    (out / "ledger_behaviour.csv").write_text("set\n")
+    newer = out / "test_all" / "metrics" / "tedsnet.csv"  # a clone gives files any order of mtimes
+    newer.parent.mkdir(parents=True)
+    newer.write_text("case_id\n")
+    os.utime(newer, (time.time() + 60, time.time() + 60))
+    ledger = snakemake(work, *args)
+    assert ledger.returncode == 0, ledger.stdout[-3000:] + ledger.stderr[-3000:]
+    counts = job_counts(ledger.stdout)
+    assert not {"phantom_cohort", "prepare_dataset", "prepare_evaluation_sets", "ledger"} & set(counts), (
+        counts
+    )
+    assert re.search(r"rule report:\n\s+input: .*results/acdc_cpu/ledger\.csv", ledger.stdout)
+
 
 def test_paper_config_needs_an_acdc_root(workdir):
     result = snakemake(workdir, "-n", "--configfile", "workflow/config/paper.yaml")

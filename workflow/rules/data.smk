@@ -6,66 +6,68 @@
 include: "evaluation_sets.smk"
 
 
-rule phantom_cohort:
-    output:
-        directory(f"{R}/cohort"),
-    log:
-        f"{R}/logs/phantom_cohort.log",
-    benchmark:
-        f"{R}/benchmarks/phantom_cohort.tsv"
-    conda:
-        CONDA_ENV
-    params:
-        n_patients=config["data"]["phantom"]["n_patients"],
-        seed=config["data"]["phantom"]["seed"],
-        pixel_scale=config["data"]["phantom"]["pixel_scale"],
-        crop=CROP,
-    script:
-        "../scripts/phantom_cohort.py"
+# part=report builds the tables from what the parts left (per-case CSVs, logs, the committed split and ledger):
+# without these rules it can never prepare data, not even a phantom cohort when no ACDC root is given.
+if PART != "report":
 
+    rule phantom_cohort:
+        output:
+            directory(f"{R}/cohort"),
+        log:
+            f"{R}/logs/phantom_cohort.log",
+        benchmark:
+            f"{R}/benchmarks/phantom_cohort.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            n_patients=config["data"]["phantom"]["n_patients"],
+            seed=config["data"]["phantom"]["seed"],
+            pixel_scale=config["data"]["phantom"]["pixel_scale"],
+            crop=CROP,
+        script:
+            "../scripts/phantom_cohort.py"
 
-rule prepare_dataset:
-    input:
-        unpack(dataset_inputs),
-    output:
-        train=f"{R}/data/train.npz",
-        val=f"{R}/data/val.npz",
-        test=f"{R}/data/test.npz",
-        splits=f"{R}/data/splits.csv",
-        provenance=f"{R}/data/provenance.csv",
-        dataset=f"{R}/data/dataset.json",
-        montage=f"{R}/montage.png",
-    log:
-        f"{R}/logs/prepare_dataset.log",
-    benchmark:
-        f"{R}/benchmarks/prepare_dataset.tsv"
-    conda:
-        CONDA_ENV
-    params:
-        root=ACDC_ROOT or f"{R}/cohort",
-        data=DATA_PARAMS,
-        crop=CROP,
-    script:
-        "../scripts/prepare_dataset.py"
+    rule prepare_dataset:
+        input:
+            unpack(dataset_inputs),
+        output:
+            train=f"{R}/data/train.npz",
+            val=f"{R}/data/val.npz",
+            test=f"{R}/data/test.npz",
+            splits=f"{R}/data/splits.csv",
+            provenance=f"{R}/data/provenance.csv",
+            dataset=f"{R}/data/dataset.json",
+            montage=f"{R}/montage.png",
+        log:
+            f"{R}/logs/prepare_dataset.log",
+        benchmark:
+            f"{R}/benchmarks/prepare_dataset.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            root=ACDC_ROOT or f"{R}/cohort",
+            data=DATA_PARAMS,
+            crop=CROP,
+        script:
+            "../scripts/prepare_dataset.py"
 
-
-rule prepare_evaluation_sets:
-    input:
-        root=ACDC_ROOT or f"{R}/cohort",
-        splits=f"{R}/data/splits.csv",
-        train=f"{R}/data/train.npz",
-        val=f"{R}/data/val.npz",
-        test=f"{R}/data/test.npz",
-    output:
-        **evaluation_set_files(),
-    log:
-        f"{R}/logs/prepare_evaluation_sets.log",
-    benchmark:
-        f"{R}/benchmarks/prepare_evaluation_sets.tsv"
-    conda:
-        CONDA_ENV
-    params:
-        crop=CROP,
-        n_slices=config["data"]["slices_per_scan"],
-    script:
-        "../scripts/prepare_evaluation_sets.py"
+    rule prepare_evaluation_sets:
+        input:
+            root=ACDC_ROOT or f"{R}/cohort",
+            splits=f"{R}/data/splits.csv",
+            train=f"{R}/data/train.npz",
+            val=f"{R}/data/val.npz",
+            test=f"{R}/data/test.npz",
+        output:
+            **evaluation_set_files(),
+        log:
+            f"{R}/logs/prepare_evaluation_sets.log",
+        benchmark:
+            f"{R}/benchmarks/prepare_evaluation_sets.tsv"
+        conda:
+            CONDA_ENV
+        params:
+            crop=CROP,
+            n_slices=config["data"]["slices_per_scan"],
+        script:
+            "../scripts/prepare_evaluation_sets.py"

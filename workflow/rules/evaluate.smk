@@ -109,18 +109,22 @@ rule stats_set:
         "../scripts/stats.py"
 
 
-rule ledger:
-    input:
-        data=f"{R}/data/ledger.csv",
-        metrics=[f for files in ledger_metrics().values() for f in files],
-    output:
-        scans=f"{R}/ledger.csv",
-        behaviour=f"{R}/ledger_behaviour.csv",
-    log:
-        f"{R}/logs/ledger.log",
-    conda:
-        CONDA_ENV
-    params:
-        sets=[eset for eset, files in ledger_metrics().items() for _ in files],
-    script:
-        "../scripts/ledger.py"
+# With part=report the ledger is rebuilt only from a prepared data ledger that is here; otherwise the one there is
+# read as it is.
+if _ledger_ready():
+
+    rule ledger:
+        input:
+            data=f"{R}/data/ledger.csv",
+            metrics=[f for files in ledger_metrics().values() for f in files],
+        output:
+            scans=f"{R}/ledger.csv",
+            behaviour=f"{R}/ledger_behaviour.csv",
+        log:
+            f"{R}/logs/ledger.log",
+        conda:
+            CONDA_ENV
+        params:
+            sets=[eset for eset, files in ledger_metrics().items() for _ in files],
+        script:
+            "../scripts/ledger.py"
