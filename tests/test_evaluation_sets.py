@@ -11,6 +11,7 @@ from __future__ import annotations
 import doctest
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -329,6 +330,8 @@ def test_dry_run_has_set_jobs_for_acdc_s_testing_folder(tmp_path):
             assert f"{out}/predictions/{exp}/seed0.{eset}.npz" in result.stdout
             assert f"{out}/{eset}/metrics/{exp}.csv" in result.stdout
     assert f"{out}/ledger_behaviour.csv" in result.stdout
+    for eset in EVALUATION_SETS:  # each set's patient intervals reach the report
+        assert re.search(rf"rule report:\n\s+input: .*{out}/{eset}/intervals\.csv", result.stdout), eset
 
 
 def test_the_ledger_docstring_examples_hold():

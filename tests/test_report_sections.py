@@ -411,6 +411,24 @@ def test_ledger_and_evaluation_sets_sections(metrics):
     assert "| U-Net (paper) | Dice |" in part.split("(`testing`)")[1]
     assert "| U-Net (paper) | HD (px) |" not in part  # the sets' tests: Dice and HD (mm) only
     assert "runs when the ACDC root holds" not in part
+    assert "patient-bootstrap intervals" not in part  # none given
+
+
+def test_each_evaluation_set_gets_its_patient_intervals(metrics):
+    from tedsnet.reporting.intervals import DEFAULT_COLUMNS, bootstrap_intervals
+
+    summary = table1.summarise_table1(metrics)
+    intervals = bootstrap_intervals(metrics, DEFAULT_COLUMNS, n_boot=50)
+    sets = {
+        "testing": report.SetTables(summary, stats.paired_tests(metrics), intervals),
+        "test_all": (summary,),
+    }
+    part = section(build(metrics, evaluation_sets=sets), "## Further evaluation sets")
+    testing = part.split("(`testing`)")[1]
+    assert "95 % patient-bootstrap intervals (mean over seeds):" in testing
+    assert "| U-Net (paper) | mean | ES |" in testing and "| U-Net (paper) | mean | both | 0.880 [" in testing
+    assert "| TEDS-Net | 0 |" not in testing  # the mean over seeds only
+    assert "patient-bootstrap" not in part.split("(`testing`)")[0]  # test_all was given no intervals
 
 
 def test_patient_tests_from_stats_match_the_paired_tests(metrics):

@@ -13,7 +13,7 @@ A section whose input is missing says so in a sentence.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -38,7 +38,7 @@ from tedsnet.reporting.paper import MEDIA2024_CITATION, PAPER_FIGURE4, media2024
 from tedsnet.reporting.table1 import WRONG_TOPOLOGY_PREFIX, format_mean_std, markdown_table, table1_markdown
 from tedsnet.reporting.verdict import Verdict
 
-__all__ = ["CONNECTIVITY", "build_report", "patient_tests_from_stats"]
+__all__ = ["CONNECTIVITY", "SetTables", "build_report", "patient_tests_from_stats"]
 
 #: Headline of each verdict status.
 _STATUS_HEADLINES = {
@@ -630,22 +630,45 @@ def _set_title(name: str) -> str:
     return base + (", every slice" if name in ALL_SLICES_SETS else ", the protocol's slices")
 
 
-def _sets_section(
-    sets: Mapping[str, tuple[pd.DataFrame, pd.DataFrame | None]] | None, labels: Mapping[str, str]
+class SetTables(NamedTuple):
+    """The tables of one further evaluation set: its Table 1 summary, its paired tests and its patient-bootstrap
+    intervals (the stats rule's ``stats.csv`` and ``intervals.csv`` of the set; None when not made)."""
+
+    summary: pd.DataFrame
+    tests: pd.DataFrame | None = None
+    intervals: pd.DataFrame | None = None
+
+
+def _set_intervals(
+    intervals: pd.DataFrame | None, summary: pd.DataFrame, labels: Mapping[str, str]
 ) -> list[str]:
-    """Table 1 and the paired tests of each further evaluation set run; what runs the testing set."""
+    """A set's 95 % patient-bootstrap intervals of the mean over seeds, ED, ES and both phases; none without."""
+    if _lacks(intervals, _INTERVAL_NEEDS):
+        return []
+    mean = intervals[intervals["seed"].astype(str) == SEED_MEAN]
+    return [
+        "95 % patient-bootstrap intervals (mean over seeds):\n",
+        markdown_table(_interval_rows(mean, list(summary["experiment"].astype(str)), labels)),
+    ]
+
+
+def _sets_section(sets: Mapping[str, tuple] | None, labels: Mapping[str, str]) -> list[str]:
+    """Table 1, the patient intervals and the paired tests of each further evaluation set run; what runs the
+    testing set."""
     out = ["## Further evaluation sets\n"]
     sets = sets or {}
     for name in [*EVALUATION_SETS, *(n for n in sets if n not in EVALUATION_SETS)]:
         if name not in sets:
             continue
-        summary, tests = sets[name]
+        summary, tests, intervals = SetTables(*sets[name])
+        set_labels = {**labels, **summary_labels(summary)}
         out += [f"### {_set_title(name)} (`{name}`)\n", table1_markdown(summary)]
+        out += _set_intervals(intervals, summary, set_labels)
         if tests is not None and "metric" in tests.columns:
             shown = tests[tests["metric"].isin(("dice", "hd_mm"))]
             out += [
                 "Paired tests, Dice and HD (mm):\n",
-                _stats_table(shown, {**labels, **summary_labels(summary)}),
+                _stats_table(shown, set_labels),
             ]
     if not any(n.startswith(TESTING) for n in sets):
         out.append(
@@ -864,7 +887,7 @@ def build_report(
     patient_tests: pd.DataFrame | None = None,
     postprocess: Mapping[str, Any] | None = None,
     ledger_text: str | None = None,
-    evaluation_sets: Mapping[str, tuple[pd.DataFrame, pd.DataFrame | None]] | None = None,
+    evaluation_sets: Mapping[str, tuple] | None = None,
 ) -> str:
     """The Markdown text of ``report.md``.
 
@@ -919,8 +942,8 @@ def build_report(
     ledger_text : str, optional
         The slice ledger as Markdown (``tedsnet.reporting.ledger.ledger_markdown``).
     evaluation_sets : mapping, optional
-        Set name (:data:`tedsnet.data.evaluation_sets.EVALUATION_SETS`) -> (its Table 1 summary, its paired tests
-        or None).
+        Set name (:data:`tedsnet.data.evaluation_sets.EVALUATION_SETS`) -> :class:`SetTables` (or a tuple of its
+        Table 1 summary, paired tests and intervals; the last two optional).
 
     Returns
     -------

@@ -167,6 +167,8 @@ DATA_PARAMS = {
     if k != "phantom" or config["data"]["source"] == "phantom"
 }
 SEEDS = [int(s) for s in config["training"]["seeds"]]
+# The rows every other row is tested against at patient level: the reference (TEDS-Net) and the paper's U-Net.
+PATIENT_REFERENCES = [config["evaluation"]["reference"], "unet"]
 # The settings of models that take them: the post-processing's parameters, at the run's threshold.
 MODEL_SETTINGS = {**config["postprocess"], "threshold": config["training"]["threshold"]}
 

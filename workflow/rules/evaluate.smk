@@ -98,13 +98,17 @@ rule stats_set:
     input:
         lambda wildcards: set_metrics_files(wildcards.eset, SET_ROWS[wildcards.eset]),
     output:
-        f"{R}/{{eset}}/stats.csv",
+        csv=f"{R}/{{eset}}/stats.csv",
+        intervals=f"{R}/{{eset}}/intervals.csv",
+        spread=f"{R}/{{eset}}/seed_spread.csv",
+        patient=f"{R}/{{eset}}/patient_tests.csv",
     log:
         f"{R}/logs/stats_set/{{eset}}.log",
     conda:
         CONDA_ENV
     params:
         reference=config["evaluation"]["reference"],
+        patient_references=PATIENT_REFERENCES,
     script:
         "../scripts/stats.py"
 

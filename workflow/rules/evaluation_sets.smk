@@ -107,7 +107,7 @@ def evaluation_set_outputs():
     for eset in EVAL_SETS:
         if SET_ROWS[eset]:
             out += expand(f"{R}/{eset}/table1.{{ext}}", ext=("csv", "md", "tex"))
-            out.append(f"{R}/{eset}/stats.csv")
+            out += [f"{R}/{eset}/stats.csv", f"{R}/{eset}/intervals.csv"]
     if _ledger_ready():
         out += [f"{R}/ledger.csv", f"{R}/ledger_behaviour.csv"]
     return out
@@ -122,6 +122,7 @@ def _report_files_of_others():
     for name in EVAL_SETS:
         files[f"{name}_table1"] = f"{R}/{name}/table1.csv"
         files[f"{name}_stats"] = f"{R}/{name}/stats.csv"
+        files[f"{name}_intervals"] = f"{R}/{name}/intervals.csv"
     return files
 
 

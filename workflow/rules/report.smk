@@ -30,7 +30,7 @@ rule stats:
         CONDA_ENV
     params:
         reference=config["evaluation"]["reference"],
-        patient_references=[config["evaluation"]["reference"], "unet"],
+        patient_references=PATIENT_REFERENCES,
     script:
         "../scripts/stats.py"
 

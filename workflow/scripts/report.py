@@ -94,8 +94,10 @@ def _ledger_text(snakemake):
 
 
 def _evaluation_sets(snakemake):
-    """Set -> (its Table 1, its paired tests or None), for each further evaluation set the rule gives."""
+    """Set -> SetTables (its Table 1, paired tests and intervals, the last two None when not given), for each
+    further evaluation set the rule gives."""
     from tedsnet.data.evaluation_sets import EVALUATION_SETS
+    from tedsnet.reporting.report import SetTables
 
     sets = {}
     for name in EVALUATION_SETS:
@@ -105,7 +107,7 @@ def _evaluation_sets(snakemake):
         tests = _optional_table(snakemake, f"{name}_stats")
         if tests is not None and "note" in tests.columns:
             tests["note"] = tests["note"].astype(object).where(tests["note"].notna(), "")
-        sets[name] = (summary, tests)
+        sets[name] = SetTables(summary, tests, _optional_table(snakemake, f"{name}_intervals"))
     return sets
 
 
