@@ -499,7 +499,7 @@ def answer_postprocess(
 def _interval_cell(
     intervals: pd.DataFrame | None, experiment: str, seed: str, metric: str
 ) -> pd.Series | None:
-    """The both-phases bootstrap row of one experiment, seed (or ``"mean"``) and metric; None when absent."""
+    """The both-phases bootstrap row of one experiment, seed (or :data:`SEED_MEAN`) and metric; None if absent."""
     if intervals is None or not len(intervals):
         return None
     hit = intervals[

@@ -120,6 +120,13 @@ RUN = config["run"]
 if _SWITCHED and "acdc" not in RUN.lower():
     RUN = f"{RUN}-acdc"
 R = f"results/{RUN}"
+# An ACDC run's part=report without an ACDC root has no data to prepare: it must read what the parts left, never
+# fall back to generating the phantom (data.smk defines its rules only when this holds).
+PREPARES_DATA = not (
+    config.get("part") == "report"
+    and config["data"]["source"] == "acdc"
+    and not ACDC_ROOT
+)
 
 
 def _pixel_scale(config):
@@ -448,6 +455,11 @@ def report_inputs():
         inputs["splits"] = "workflow/resources/acdc_split.csv"
     else:
         inputs["splits"] = f"{R}/data/splits.csv"
+        if not PREPARES_DATA and not os.path.exists(inputs["splits"]):
+            raise WorkflowError(
+                f"part=report reads the split table {inputs['splits']}, which is not there: give the ACDC root "
+                "(acdc_root) to prepare it, or run a part first."
+            )
     if PART is None:
         inputs["checkpoints"] = [c for exp in MODELS for c in checkpoint_files(exp)]
     return inputs

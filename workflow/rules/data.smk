@@ -6,9 +6,9 @@
 include: "evaluation_sets.smk"
 
 
-# part=report builds the tables from what the parts left (per-case CSVs, logs, the committed split and ledger):
-# without these rules it can never prepare data, not even a phantom cohort when no ACDC root is given.
-if PART != "report":
+# An ACDC run's part=report with no ACDC root reads what the parts left (per-case CSVs, logs, the committed split
+# and ledger); without these rules it cannot prepare a phantom cohort in ACDC's place.
+if PREPARES_DATA:
 
     rule phantom_cohort:
         output:
