@@ -60,8 +60,8 @@ METRIC_NAMES: dict[str, str] = {
 }
 
 #: Token of a Figure 4 variant's experiment name (``tedsnet_steps4``) -> the sweep it belongs to.
-_VARIANT_TOKENS = {"steps": "int_steps", "radius": "prior_radius"}
-_VARIANT = re.compile(r"^(?P<base>.+?)_(?P<token>steps|radius)(?P<value>[0-9]+(?:\.[0-9]+)?)$")
+_VARIANT_TOKENS = {"steps": "int_steps", "radius": "prior_radius", "epochs": "epochs"}
+_VARIANT = re.compile(r"^(?P<base>.+?)_(?P<token>steps|radius|epochs)(?P<value>[0-9]+(?:\.[0-9]+)?)$")
 
 
 def row_label(experiment: str) -> str:
@@ -86,6 +86,8 @@ def row_label(experiment: str) -> str:
     'U-Net (smp)'
     >>> row_label("tedsnet_radius22.5")
     'TEDS-Net (prior radius 22.5)'
+    >>> row_label("unet_epochs12")
+    'U-Net (paper) (epochs 12)'
     """
     if experiment in TABLE1_LABELS:
         return TABLE1_LABELS[experiment]

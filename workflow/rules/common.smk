@@ -346,12 +346,13 @@ def _check_starting_checkpoints():
             if not os.path.exists(f"{model_dir(source, s)}/best.pt")
         ]
         if missing:
-            makers = [p for p, models in config["parts"].items() if source in models]
+            makers = [
+                f"part={p}" for p, models in config["parts"].items() if source in models
+            ]
             raise WorkflowError(
                 f"part {PART!r}: {exp} starts from {source}'s trained checkpoint of the same seed, and "
-                f"{', '.join(missing)} are not there yet; run part="
-                f"{' or part='.join(makers) or '(none lists ' + source + ')'} first, or the whole workflow "
-                "without part."
+                f"{', '.join(missing)} are not there yet; run {' or '.join(makers) or f'a part with {source}'} "
+                "first, or the whole workflow without part."
             )
 
 
