@@ -340,11 +340,8 @@ def _check_starting_checkpoints():
         source = get_experiment(exp).init_from
         if source is None or source in ACTIVE:
             continue
-        missing = [
-            f"{model_dir(source, s)}/best.pt"
-            for s in seeds_of(exp)
-            if not os.path.exists(f"{model_dir(source, s)}/best.pt")
-        ]
+        wanted = [f"{model_dir(source, s)}/best.pt" for s in seeds_of(exp)]
+        missing = [path for path in wanted if not os.path.exists(path)]
         if missing:
             makers = [
                 f"part={p}" for p, models in config["parts"].items() if source in models
